@@ -1,8 +1,8 @@
 """What the live results page shows, computed from tidy rows with the tested statistics:
 accuracy by condition (95 % CI by bootstrap over units), by layer and by basis, one line per
 unit and condition, and reaction-time and confidence summaries. Imported datasets picked by the
-researcher (`?with=<dataset id>`) are shown beside the study: their accuracy by condition is
-computed by the same code over their tidy rows.
+researcher (`?with=<dataset id>`) are shown beside the study: their accuracy by condition, by
+layer and by basis and their unit lines are computed by the same code over their tidy rows.
 
 `study_results` is cached (Django's cache, i.e. Redis) under a key that changes whenever a
 response arrives or a decision changes (`results_version`), so a page refresh between answers
@@ -72,12 +72,22 @@ class Results:
 
 @dataclass(frozen=True)
 class Compared:
-    """An imported dataset's accuracy by condition, shown beside a study."""
+    """An imported dataset's accuracy (by condition, layer and basis) and unit lines, shown
+    beside a study."""
 
     dataset_id: int
     name: str
     analysed_trials: int
     by_condition: list[Cell]
+    by_layer: list[Cell]
+    by_basis: list[Cell]
+    units: list[UnitLine]
+
+
+# The accuracy figures (and tables) a dataset is compared in: figure name, table heading. The
+# cells of each are the field `by_<figure>` of Results and Compared alike.
+ACCURACY_TABLES = (("condition", "condition"), ("layer", "network and layer"), ("basis", "basis"))
+COMPARED_GROUPINGS = tuple(f"by_{figure}" for figure, _ in ACCURACY_TABLES)
 
 
 def results_version(study: Study) -> str:
@@ -99,23 +109,71 @@ def study_results(study: Study, version: str) -> Results:
 
 
 def imported_results(dataset: ImportedDataset) -> Compared:
-    """The dataset's accuracy by condition; cached for good (an import is never changed)."""
-    key = f"psylens:imported:{dataset.pk}:{dataset.imported_at.isoformat()}"
+    """The dataset's results; cached for good (an import is never changed)."""
+    key = f"psylens:imported:v2:{dataset.pk}:{dataset.imported_at.isoformat()}"
     cached = cache.get(key)
     if cached is None:
-        rows = analysed_rows(imported_rows(dataset))
-        cells = _cells(rows, statistics.by_condition, DASHBOARD_RESAMPLES)
-        cached = Compared(dataset.pk, dataset.name, len(rows), cells)
+        results = compute_results(analysed_rows(imported_rows(dataset)))
+        cached = Compared(
+            dataset.pk, dataset.name, results.analysed_trials,
+            **{grouping: getattr(results, grouping) for grouping in COMPARED_GROUPINGS},
+            units=results.units,
+        )  # fmt: skip
         cache.set(key, cached, CACHE_SECONDS)
     return cached  # type: ignore[no-any-return]
 
 
 def with_compared(results: Results, study_label: str, compared: list[Compared]) -> Results:
-    """The results with the datasets' cells appended to accuracy by condition, every cell
-    labelled "<study or dataset>: <condition>" (what the condition figure draws)."""
-    cells = [_labelled(cell, study_label) for cell in results.by_condition]
-    cells += [_labelled(cell, other.name) for other in compared for cell in other.by_condition]
-    return Results(**{**results.__dict__, "by_condition": cells})
+    """The results with the datasets' cells appended to accuracy by condition, layer and basis,
+    every cell labelled "<study or dataset>: <group>" (what the accuracy figures draw)."""
+    merged = {}
+    for grouping in COMPARED_GROUPINGS:
+        cells = [_labelled(cell, study_label) for cell in getattr(results, grouping)]
+        for other in compared:
+            cells += [_labelled(cell, other.name) for cell in getattr(other, grouping)]
+        merged[grouping] = cells
+    return Results(**{**results.__dict__, **merged})
+
+
+@dataclass(frozen=True)
+class SourcedRow:
+    """A line of a results table, with where it comes from: the study or an imported dataset."""
+
+    source: str
+    dataset_id: int | None
+    line: Cell | UnitLine
+
+
+@dataclass(frozen=True)
+class AccuracyTable:
+    figure: str  # the figure drawn from the same cells: "condition", "layer" or "basis"
+    heading: str
+    rows: list[SourcedRow]
+
+
+def accuracy_tables(
+    results: Results, study_label: str, compared: list[Compared]
+) -> list[AccuracyTable]:
+    """The study's cells, then each dataset's, for each grouping of the accuracy figures."""
+    return [
+        AccuracyTable(figure, heading, _sourced(results, study_label, compared, grouping))
+        for (figure, heading), grouping in zip(ACCURACY_TABLES, COMPARED_GROUPINGS, strict=True)
+    ]
+
+
+def unit_rows(results: Results, study_label: str, compared: list[Compared]) -> list[SourcedRow]:
+    """The per-unit table: the study's unit lines, then each dataset's."""
+    return _sourced(results, study_label, compared, "units")
+
+
+def _sourced(
+    results: Results, study_label: str, compared: list[Compared], field_name: str
+) -> list[SourcedRow]:
+    rows = [SourcedRow(study_label, None, line) for line in getattr(results, field_name)]
+    for other in compared:
+        source = f"{other.name} (imported)"
+        rows += [SourcedRow(source, other.dataset_id, line) for line in getattr(other, field_name)]
+    return rows
 
 
 def _labelled(cell: Cell, source: str) -> Cell:

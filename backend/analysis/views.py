@@ -33,10 +33,13 @@ from django.utils.text import slugify
 
 from backend.analysis import design, plots, progress, services
 from backend.analysis.dashboard import (
+    ACCURACY_TABLES,
     Compared,
+    accuracy_tables,
     imported_results,
     results_version,
     study_results,
+    unit_rows,
     with_compared,
 )
 from backend.analysis.exports import ImportErrorWithLine, iter_csv, write_parquet
@@ -73,18 +76,22 @@ def dashboard(request: HttpRequest, study_id: int) -> HttpResponse:
         .order_by("-completed_at")[:SESSIONS_SHOWN]
     )
     compared = compared_datasets(request)
+    results = study_results(study, version)
     context = {
         **admin.site.each_context(request),
         "title": f"Results: {study}",
         "study": study,
         "version": version,
         "counts": progress.study_counts(study),
-        "results": study_results(study, version),
+        "results": results,
+        "accuracy_tables": accuracy_tables(results, study.slug, compared),
+        "unit_rows": unit_rows(results, study.slug, compared),
         "compared": compared,
         "datasets": ImportedDataset.objects.only("pk", "name", "rows"),
         "with_query": "".join(f"&with={other.dataset_id}" for other in compared),
         "sessions": sessions,
         "figures": list(plots.FIGURES),
+        "compared_figures": [figure for figure, _ in ACCURACY_TABLES],
         "refresh_ms": int(REFRESH_SECONDS * 1000),
     }
     return render(request, "analysis/dashboard.html", context)
@@ -110,7 +117,7 @@ def figure(request: HttpRequest, study_id: int, name: str) -> HttpResponse:
         raise Http404("No such figure.")
     version = results_version(study)
     results = study_results(study, version)
-    compared = compared_datasets(request) if name == "condition" else []
+    compared = compared_datasets(request) if name in dict(ACCURACY_TABLES) else []
     if compared:
         results = with_compared(results, study.slug, compared)
         version += "+with=" + ",".join(str(other.dataset_id) for other in compared)

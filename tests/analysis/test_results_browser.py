@@ -24,7 +24,7 @@ def completed(page: Any) -> str:
 
 
 def unit_column(page: Any) -> list[str]:
-    return list(page.locator("#units tbody tr td:nth-child(2)").all_inner_texts())
+    return list(page.locator("#units tbody tr td:nth-child(3)").all_inner_texts())
 
 
 def test_the_owner_watches_results_arrive_and_sorts_the_units(
@@ -62,7 +62,7 @@ def test_the_owner_watches_results_arrive_and_sorts_the_units(
         " return img.complete && img.naturalWidth > 0; }"
     )
     assert unit_column(page) == ["3", "5", "12"]
-    header = page.locator("#units th", has_text="unit").nth(1)  # "unit set" comes first
+    header = page.locator("#units th", has_text="unit").nth(1)  # "unit set" comes before "unit"
     header.click()
     assert unit_column(page) == ["3", "5", "12"]
     header.click()

@@ -106,3 +106,51 @@ def test_the_dashboard_shows_an_imported_dataset_beside_the_study(
     api = f"/api/v1/researcher/studies/{fixture.study.slug}/results"
     [listed] = client.get(api, {"with": dataset.pk}).json()["compared"]
     assert listed["by_condition"] == [dataclasses.asdict(cell) for cell in compared.by_condition]
+
+
+LAYERED_MAPPING = {**MAPPING, "layer": "layer", "basis": "basis", "network": "net"}
+LAYERED_TRIALS = (
+    "subject,unit_id,ok,cond,layer,basis,net\n"
+    "p1,u1,1,natural,mixed4a,channels,googlenet\np1,u2,0,natural,mixed4a,channels,googlenet\n"
+    "p1,u7,0,natural,mixed5b,sae,googlenet\np2,u1,1,natural,mixed4a,channels,googlenet\n"
+    "p2,u7,1,natural,mixed5b,sae,googlenet\np2,u7,0,natural,mixed5b,sae,googlenet\n"
+)
+
+
+def test_the_dashboard_compares_a_dataset_by_layer_basis_and_unit(
+    client: Client, owner: User, take_part: Callable[..., Session]
+) -> None:
+    fixture = make_study(owner, n_lists=1, exclusion_rules=SMALL_RULES)
+    take_part(fixture, "validparticipant01")
+    dataset = services.do_import_trial_file(
+        "zimmermann-2021", io.BytesIO(LAYERED_TRIALS.encode()), LAYERED_MAPPING
+    )
+    client.force_login(owner)
+
+    url = f"/admin/studies/study/{fixture.study.pk}/results/"
+    html = client.get(url, {"with": dataset.pk}).content.decode()
+
+    def table(name: str) -> str:
+        start = html.index(f'id="{name}"')
+        return html[start : html.index("</table>", start)]
+
+    source = "<td>zimmermann-2021 (imported)</td>"
+    assert f"{source}<td>googlenet mixed4a</td><td>3</td>" in table("by-layer")
+    assert f"{source}<td>googlenet mixed5b</td><td>3</td>" in table("by-layer")
+    assert f"{source}<td>channels</td><td>3</td>\n    <td>0.667</td>" in table("by-basis")
+    assert f"{source}<td>sae</td><td>3</td>\n    <td>0.333</td>" in table("by-basis")
+    units = table("units")
+    assert f"{source}<td></td><td>u7</td><td>sae</td>" in units
+    assert units.count('class="psylens-imported"') == 3  # u1, u2 and u7, natural each
+    assert source in table("by-condition")
+    assert f"<td>{fixture.study.slug}</td>" in table("by-layer")  # the study's own lines stay
+
+    for name, label in (("layer", b"zimmermann-2021: googlenet mixed5b"), ("basis", b": sae")):
+        figure = client.get(f"{url}figure/{name}.svg", {"with": dataset.pk}).content
+        assert label in figure
+        assert label not in client.get(f"{url}figure/{name}.svg").content
+    api = f"/api/v1/researcher/studies/{fixture.study.slug}/results"
+    [listed] = client.get(api, {"with": dataset.pk}).json()["compared"]
+    assert {cell["label"]: cell["n"] for cell in listed["by_basis"]} == {"channels": 3, "sae": 3}
+    assert sorted(line["unit"] for line in listed["units"]) == ["u1", "u2", "u7"]
+    assert "(imported)" not in client.get(url).content.decode()
