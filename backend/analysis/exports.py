@@ -37,7 +37,7 @@ from backend.analysis.tidy import (
 )
 
 CSV_CHUNK_ROWS = 1_000
-PARQUET_BATCH_ROWS = 50_000
+PARQUET_BATCH_ROWS = 10_000  # rows held at once: about 20 MiB of tidy rows and their arrays
 REQUIRED_IMPORT_COLUMNS: tuple[str, ...] = ("participant", "unit", "correct")
 MISSING_MARKERS = frozenset({"", "na", "nan", "null", "none"})
 TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1"})

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import User
+from django.db import connection
+from django.utils import timezone
 from PIL import Image as PILImage
 
+from backend.participation.models import Participant, Session
 from backend.stimuli.models import Image, Layer, Network, Unit, UnitSet
 from backend.stimuli.services import store_image
 from backend.studies.models import Condition, PracticeTrial, Study, TaskList, Trial
@@ -149,3 +152,40 @@ def answer(choice: int = 0, **fields: Any) -> dict[str, Any]:
         "raw": {"rt": 1234.5, "trial_type": "reference-choice"},
         **fields,
     }
+
+
+def bulk_completed_sessions(fixture: StudyFixture, count: int, *, batch: int = 5_000) -> int:
+    """`count` more completed sessions spread over the fixture's task lists, every trial
+    answered, written in bulk (the answers in one INSERT … SELECT): for exports and memory at
+    scale, not for the participant path. Returns the number of responses written."""
+    study, lists = fixture.study, fixture.task_lists
+    now = timezone.now()
+    first = Session.objects.filter(study=study).count()
+    for start in range(first, first + count, batch):
+        numbers = range(start, min(start + batch, first + count))
+        participants = Participant.objects.bulk_create(
+            Participant(platform=Participant.Platform.PROLIFIC, platform_id=f"bulk-{study.pk}-{n}")
+            for n in numbers
+        )
+        Session.objects.bulk_create(
+            Session(study=study, participant=participant, task_list=lists[n % len(lists)],
+                    state=Session.State.COMPLETED, last_activity_at=now, completed_at=now)
+            for n, participant in zip(numbers, participants, strict=True)
+        )  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(BULK_ANSWERS_SQL, [study.pk])
+        return int(cursor.rowcount)
+
+
+# Every trial of every session's list answered; choice, confidence and rt vary with the ids
+# (`%%` is the modulo operator, escaped for the parameter style).
+BULK_ANSWERS_SQL = """
+INSERT INTO participation_response (session_id, trial_id, trial_index, choice, confidence,
+    rt_ms, client_started_at, client_answered_at, received_at, raw, correct)
+SELECT s.id, t.id, t.index, (s.id + t.index) %% 2, 1 + (s.id * 3 + t.index) %% 3,
+    600 + (s.id * 7 + t.index * 13) %% 2000, now(), now(), now(), '{}'::jsonb,
+    (s.id + t.index) %% 2 = t.correct_query
+FROM participation_session s JOIN studies_trial t ON t.task_list_id = s.task_list_id
+WHERE s.study_id = %s
+    AND NOT EXISTS (SELECT 1 FROM participation_response r WHERE r.session_id = s.id)
+"""
