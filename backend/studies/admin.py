@@ -167,7 +167,7 @@ class StudyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         ("Paradigm and preset", {"fields": ["paradigm", "apply_preset", "preset"]}),
         ("Units", {"fields": ["unit_sets", "image_set", "units_per_set", "seed"]}),
         ("Conditions and task lists", {
-            "fields": ["condition_design", "main_trials_per_list",
+            "fields": ["condition_design", "unit_repeats", "main_trials_per_list",
                        "target_valid_responses_per_unit", "build_summary"],
             "description": "The conditions themselves are listed below the form.",
         }),

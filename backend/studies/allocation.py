@@ -5,7 +5,9 @@ Guarantees, for a `Design` that `check_design` accepts:
 - every (unit, condition) gets `responses_per_unit` main trials, or one more where the lists
   must be filled up (then every condition of that unit gets the extra one, so balance holds);
 - each unit appears at most once among a task list's main trials (catch trials use other
-  units whenever the study has enough);
+  units whenever the study has enough), or, where the design asks for it (within participants
+  only, as in Borowski et al. 2021), at most once per condition block, so that one participant
+  sees a unit once in every condition;
 - within participants: every list has the same number of trials per condition, one block per
   condition, block orders from a balanced Latin square (Williams) cycled over the lists;
   between participants: each list holds one condition and consecutive lists cycle through them;
@@ -41,6 +43,7 @@ class Design:
     catch_trials_per_list: int
     within: bool  # within participants (blocks) or between (one condition per list)
     seed: int
+    once_per_condition: bool = False  # within only: a unit may recur, once per condition block
 
 
 @dataclass(frozen=True)
@@ -71,11 +74,28 @@ def check_design(design: Design) -> None:
             f"Within participants, the {length} main trials per task list must split evenly "
             f"over the {design.n_conditions} conditions: use a multiple of {design.n_conditions}."
         )
-    if n_units < length:
+    if design.once_per_condition:
+        _check_once_per_condition(design)
+    elif n_units < length:
         raise DesignError(
             f"Each unit may appear at most once per task list, so {length} main trials per list "
             f"need at least {length} units; the study has {n_units}. Add units or shorten the "
             "task lists."
+        )
+
+
+def _check_once_per_condition(design: Design) -> None:
+    if not design.within:
+        raise DesignError(
+            "A unit can be shown once per condition only within participants; between "
+            "participants each task list has one condition."
+        )
+    per_condition = design.main_trials_per_list // design.n_conditions
+    if len(design.units) < per_condition:
+        raise DesignError(
+            f"Each unit may appear at most once per condition block, so {per_condition} main "
+            f"trials per condition need at least {per_condition} units; the study has "
+            f"{len(design.units)}. Add units or shorten the task lists."
         )
 
 
@@ -126,19 +146,44 @@ def _within_lists(design: Design) -> list[tuple[list[int], list[list[int]]]]:
     demand = _demands(
         design.units, design.responses_per_unit, n_lists, per_condition, f"{design.seed}:pad"
     )
-    if max(demand.values()) * k > n_lists:
-        raise DesignError(_uneven_message(design, per_condition))
-    rng = random.Random(f"{design.seed}:members")
-    members = _fill_lists(
-        {u: d * k for u, d in demand.items()}, n_lists, design.main_trials_per_list, rng
-    )
-    colours = _equitable_colours(members, demand, per_condition, k)
+    if design.once_per_condition:
+        colours = _blocks_filled_apart(design, demand, n_lists, per_condition)
+    else:
+        colours = _blocks_split_from_members(design, demand, n_lists, per_condition)
     orders = williams_orders(k)
     groups = []
     for index, colouring in enumerate(colours):
         order = list(orders[index % len(orders)])
         groups.append((order, [colouring[c] for c in order]))
     return groups
+
+
+def _blocks_split_from_members(
+    design: Design, demand: dict[int, int], n_lists: int, per_condition: int
+) -> list[list[list[int]]]:
+    """Each list's distinct units first, then split into its condition blocks (max flows)."""
+    k = design.n_conditions
+    if max(demand.values()) * k > n_lists:
+        raise DesignError(_uneven_message(design, per_condition))
+    rng = random.Random(f"{design.seed}:members")
+    members = _fill_lists(
+        {u: d * k for u, d in demand.items()}, n_lists, design.main_trials_per_list, rng
+    )
+    return _equitable_colours(members, demand, per_condition, k)
+
+
+def _blocks_filled_apart(
+    design: Design, demand: dict[int, int], n_lists: int, per_condition: int
+) -> list[list[list[int]]]:
+    """Each condition's blocks filled on their own: distinct units within a block only."""
+    by_condition = [
+        _fill_lists(demand, n_lists, per_condition, random.Random(f"{design.seed}:members:{c}"))
+        for c in range(design.n_conditions)
+    ]
+    return [
+        [sorted(by_condition[c][index]) for c in range(design.n_conditions)]
+        for index in range(n_lists)
+    ]
 
 
 def _uneven_message(design: Design, per_condition: int) -> str:

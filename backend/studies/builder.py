@@ -87,6 +87,7 @@ def design_for(study: Study, units: list[Unit], conditions: list[Condition]) -> 
         catch_trials_per_list=study.catch_trials_per_list,
         within=study.condition_design == Study.ConditionDesign.WITHIN,
         seed=study.seed,
+        once_per_condition=study.unit_repeats == Study.UnitRepeats.ONCE_PER_CONDITION,
     )
 
 

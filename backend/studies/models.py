@@ -52,6 +52,16 @@ class Study(models.Model):
         WITHIN = "within", "within participants: every task list has a block per condition"
         BETWEEN = "between", "between participants: each task list has one condition"
 
+    class UnitRepeats(models.TextChoices):
+        ONCE_PER_LIST = "list", "at most once per task list"
+        ONCE_PER_CONDITION = (
+            "condition",
+            (
+                "at most once per condition block (within participants: a participant sees a unit "
+                "in every condition, as in Borowski et al. 2021)"
+            ),
+        )
+
     # Fields that may still change once a study has left draft and pilot.
     EDITABLE_ONCE_LIVE = frozenset(
         {"title", "max_participants", "exclusion_rules", "state", "launched_at", "updated_at"}
@@ -100,6 +110,13 @@ class Study(models.Model):
     # Conditions
     condition_design = models.CharField(
         max_length=8, choices=ConditionDesign.choices, default=ConditionDesign.WITHIN
+    )
+    unit_repeats = models.CharField(
+        max_length=9,
+        choices=UnitRepeats.choices,
+        default=UnitRepeats.ONCE_PER_LIST,
+        verbose_name="each unit appears",
+        help_text="among a task list's main trials",
     )
     main_trials_per_list = models.PositiveIntegerField(
         default=40, validators=[MinValueValidator(1), MaxValueValidator(1000)]

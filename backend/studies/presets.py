@@ -2,8 +2,9 @@
 
 Each preset sets the study's paradigm, design, timing, practice, catch trials and exclusion
 rules, and replaces its conditions. Texts a researcher has written are kept; an empty question
-gets the study's. The figures of IMI come from the issue's summary of Zimmermann et al. (2023);
-see docs/study-design.md for which figures of the other studies are ours.
+gets the study's. The figures come from the studies' published experiment code (configs, launch
+scripts and jsPsych tasks); docs/study-design.md names the source of each and where PsyLens
+differs.
 """
 
 from __future__ import annotations
@@ -52,28 +53,54 @@ def _rules(rules: ExclusionRules) -> dict[str, Any]:
     return dataclasses.asdict(rules)
 
 
+# Borowski et al. 2021, Experiment I (lab): every participant sees each of 45 units once in each
+# of the three conditions (45 main trials per condition, in blocks of 15 with breaks), 3 catch
+# trials per block of natural or synthetic references; after each answer the correct image is
+# shown after 500 ms for 1.5 s; 10 participants. The lab study excluded nobody; the rules are
+# those of its online replication (catch accuracy at least 0.6, instructions read for 15 s).
 BOROWSKI_FIELDS: dict[str, Any] = {
     "paradigm": "reference_choice",
     "question": REFERENCE_QUESTION,
     "condition_design": "within",
-    "main_trials_per_list": 36,
-    "catch_trials_per_list": 3,
+    "unit_repeats": "condition",
+    "main_trials_per_list": 135,
+    "catch_trials_per_list": 18,
     "target_valid_responses_per_unit": 10,
     "feedback": True,
-    "feedback_delay_ms": 0,
-    "feedback_duration_ms": 1000,
+    "feedback_delay_ms": 500,
+    "feedback_duration_ms": 1500,
     "show_counter": False,
     "lockout_ms": 0,
-    "break_every": 0,
+    "break_every": 15,
     "practice_until_correct": False,
+    "min_instruction_seconds": 0,
     "fullscreen": True,
-    "exclusion_rules": _rules(IMI_RULES),
+    "exclusion_rules": _rules(
+        ExclusionRules(
+            min_catch_accuracy=0.6,
+            min_uses_per_answer_row=None,
+            min_instruction_seconds=15.0,
+            min_total_seconds=None,
+            max_total_seconds=None,
+            max_practice_attempts=None,
+        )
+    ),
+}
+
+# Experiment II: the four reference conditions (1 or 9 references, max only or min + max) in
+# blocks of 10 main and 2 catch trials.
+BOROWSKI_REFERENCES_FIELDS: dict[str, Any] = {
+    **BOROWSKI_FIELDS,
+    "main_trials_per_list": 40,
+    "catch_trials_per_list": 8,
+    "break_every": 10,
 }
 
 IMI_FIELDS: dict[str, Any] = {
     "paradigm": "reference_choice",
     "question": REFERENCE_QUESTION,
     "condition_design": "between",
+    "unit_repeats": "list",
     "main_trials_per_list": 40,
     "catch_trials_per_list": 5,
     "target_valid_responses_per_unit": 30,
@@ -89,13 +116,35 @@ IMI_FIELDS: dict[str, Any] = {
     "exclusion_rules": _rules(IMI_RULES),
 }
 
+# Zimmermann et al. 2021: one HIT per worker, 18 units once each plus 3 catch trials; feedback in
+# practice only (looped until all correct); 50 tasks posted per condition.
 OCCLUSION_FIELDS: dict[str, Any] = {
-    **BOROWSKI_FIELDS,
     "paradigm": "occlusion_choice",
     "question": OCCLUSION_QUESTION,
     "condition_design": "between",
+    "unit_repeats": "list",
     "main_trials_per_list": 18,
     "catch_trials_per_list": 3,
+    "target_valid_responses_per_unit": 50,
+    "feedback": False,
+    "feedback_delay_ms": 350,
+    "feedback_duration_ms": 1150,
+    "show_counter": False,
+    "lockout_ms": 0,
+    "break_every": 0,
+    "practice_until_correct": True,
+    "min_instruction_seconds": 0,
+    "fullscreen": True,
+    "exclusion_rules": _rules(
+        ExclusionRules(
+            min_catch_accuracy=0.6,
+            min_uses_per_answer_row=None,
+            min_instruction_seconds=20.0,
+            min_total_seconds=90.0,
+            max_total_seconds=900.0,
+            max_practice_attempts=5,
+        )
+    ),
 }
 
 PRESETS: dict[str, Preset] = {
@@ -106,7 +155,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "borowski2021-references": Preset(
         "Borowski et al. 2021 (ICLR): 1 vs 9 references, max-only vs min+max",
-        BOROWSKI_FIELDS,
+        BOROWSKI_REFERENCES_FIELDS,
         [
             _synthetic("synthetic-9-min-max"),
             _synthetic("synthetic-9-max-only", sides="max_only"),

@@ -70,6 +70,14 @@ def study_errors(study: Study) -> dict[str, str]:
         errors["max_participants"] = "The maximum must be at least the target number."
     if study.main_trials_per_list < 1:
         errors["main_trials_per_list"] = "A task list needs at least one main trial."
+    if (
+        study.unit_repeats == study.UnitRepeats.ONCE_PER_CONDITION
+        and study.condition_design != study.ConditionDesign.WITHIN
+    ):
+        errors["unit_repeats"] = (
+            "A unit can recur once per condition only within participants; between "
+            "participants each task list has one condition."
+        )
     if not study.completion_code.strip():
         errors["completion_code"] = "Set a completion code (Prolific checks it on return)."
     if study.min_window_width < 200 or study.min_window_height < 200:

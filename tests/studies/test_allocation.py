@@ -1,5 +1,6 @@
 """The trial builder's layout, for any design: counts per unit and condition, each unit at most
-once per task list, balanced conditions and block orders, catch trials, determinism."""
+once per task list (or once per condition block, where the design says so), balanced conditions
+and block orders, catch trials, determinism."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ def designs(draw: st.DrawFn) -> Design:
     within = draw(st.booleans())
     per_condition = draw(st.integers(1, 6))
     length = per_condition * n_conditions if within else draw(st.integers(1, 12))
-    n_units = draw(st.integers(length, length + 15))
+    once_per_condition = within and draw(st.booleans())
+    fewest = per_condition if once_per_condition else length
+    n_units = draw(st.integers(fewest, fewest + 15))
     return Design(
         units=tuple(range(100, 100 + n_units)),
         n_conditions=n_conditions,
@@ -33,6 +36,7 @@ def designs(draw: st.DrawFn) -> Design:
         catch_trials_per_list=draw(st.integers(0, 3)),
         within=within,
         seed=draw(st.integers(0, 2**31)),
+        once_per_condition=once_per_condition,
     )
 
 
@@ -68,10 +72,14 @@ def test_every_unit_gets_the_target_responses_in_every_condition(design: Design)
 
 @settings(max_examples=60, deadline=None)
 @given(designs())
-def test_a_unit_appears_at_most_once_per_task_list(design: Design) -> None:
+def test_a_unit_appears_at_most_once_per_task_list_or_per_condition_block(design: Design) -> None:
     for task_list in main_slots(design):
-        units = [unit for unit, _ in task_list]
-        assert len(units) == len(set(units)) == design.main_trials_per_list
+        assert len(task_list) == design.main_trials_per_list
+        if design.once_per_condition:
+            assert len(task_list) == len(set(task_list))
+        else:
+            units = [unit for unit, _ in task_list]
+            assert len(units) == len(set(units))
 
 
 @settings(max_examples=60, deadline=None)
@@ -121,6 +129,25 @@ def test_block_orders_are_a_balanced_latin_square() -> None:
         assert len(set(follows.values())) == 1 and len(follows) == k * (k - 1)
         positions = Counter((c, row.index(c)) for row in orders for c in row)
         assert len(set(positions.values())) == 1
+
+
+def test_once_per_condition_shows_every_unit_in_every_condition_when_the_blocks_hold_them_all() -> (
+    None
+):
+    design = Design(tuple(range(45)), 3, 10, 135, 18, True, seed=5, once_per_condition=True)
+    planned = plan_task_lists(design)
+    assert len(planned) == 10
+    for task_list in planned:
+        main = [(s.unit, s.condition) for s in task_list.slots if not s.is_catch]
+        assert sorted(main) == sorted((u, c) for u in range(45) for c in range(3))
+        assert sum(s.is_catch for s in task_list.slots) == 18
+
+
+def test_once_per_condition_needs_units_for_one_block_and_a_within_design() -> None:
+    with pytest.raises(DesignError, match="45 main trials per condition need at least 45 units"):
+        plan_task_lists(Design(tuple(range(44)), 3, 10, 135, 0, True, 0, once_per_condition=True))
+    with pytest.raises(DesignError, match="only within participants"):
+        plan_task_lists(Design(tuple(range(44)), 3, 10, 20, 0, False, 0, once_per_condition=True))
 
 
 def test_too_few_units_for_a_task_list_is_refused_with_the_numbers() -> None:

@@ -80,21 +80,38 @@ def test_the_same_seed_builds_the_same_trials(owner: User) -> None:
     assert first == again
 
 
-def test_the_borowski_preset_builds_counterbalanced_blocks_of_natural_synthetic_and_none(
+def test_the_borowski_preset_shows_each_of_45_units_once_in_each_condition_to_10_participants(
     owner: User,
 ) -> None:
-    study = factories.study(
-        owner, "borowski2021", factories.stimulated_unit_set(40), target_valid_responses_per_unit=3
+    study = factories.study(owner, "borowski2021", factories.stimulated_unit_set(45))
+    report = services.do_build_task_lists(study)
+
+    assert report["trials_per_list"] == 153 and report["catch_trials_per_list"] == 18
+    study.refresh_from_db()
+    assert (study.feedback_delay_ms, study.feedback_duration_ms, study.break_every) == (
+        500,
+        1500,
+        15,
     )
-    services.do_build_task_lists(study)
+    assert study.feedback and not study.practice_until_correct and study.lockout_ms == 0
+    assert study.task_lists.count() == 10
+    for task_list in study.task_lists.all():
+        main = task_list.trials.filter(is_catch=False)
+        pairs = list(main.values_list("unit_id", "condition__name"))
+        assert len(pairs) == len(set(pairs)) == 135
+        assert Counter(name for _, name in pairs) == {"natural": 45, "synthetic": 45, "none": 45}
+        blocks = list(main.order_by("index").values_list("condition__name", flat=True))
+        assert [blocks[0], blocks[45], blocks[90]] == task_list.condition_order
+    main = Trial.objects.filter(task_list__study=study, is_catch=False)
+    per_cell = Counter(main.values_list("unit_id", "condition__name"))
+    assert len(per_cell) == 45 * 3 and set(per_cell.values()) == {10}
     orders = Counter(tuple(t.condition_order) for t in study.task_lists.all())
     assert len(orders) == 6  # every order of the balanced Latin square for 3 conditions
-    trial = Trial.objects.filter(
-        task_list__study=study, condition__name="none", is_catch=False
-    ).first()
+    trial = main.filter(condition__name="none").first()
     assert trial is not None and trial.references_max == [] and trial.references_min == []
-    synthetic = Trial.objects.filter(condition__name="synthetic", is_catch=False).first()
+    synthetic = main.filter(condition__name="synthetic").first()
     assert synthetic is not None and len(synthetic.references_max) == 9
+    assert len(synthetic.references_min) == 9
 
 
 def test_the_zimmermann_preset_shows_a_base_image_and_two_occluded_copies(owner: User) -> None:
