@@ -152,6 +152,15 @@ def test_bad_settings_are_refused_with_a_clear_message(owner: User, shared_study
     assert shared_study.exclusion_rules["min_catch_accuracy"] == 0.8
 
 
+def test_units_once_per_condition_between_participants_is_refused(owner: User) -> None:
+    body = {"slug": "crossed", "title": "Crossed", "condition_design": "between",
+            "unit_repeats": "condition"}  # fmt: skip
+    response = api_as(owner).post("/api/v1/researcher/studies/", body, format="json")
+    assert response.status_code == 400
+    assert "once per condition only within participants" in response.json()["message"]
+    assert not Study.objects.filter(slug="crossed").exists()
+
+
 def test_a_refused_build_answers_409_with_what_is_missing(owner: User) -> None:
     study = factories.study(owner, "imi2023", factories.unit_set(n_units=44))
     response = api_as(owner).post(f"/api/v1/researcher/studies/{study.slug}/build")
