@@ -201,3 +201,31 @@ def test_concurrent_different_puts_keep_one_answer_and_refuse_the_other(owner: U
     assert _race(token, [answer(0), answer(1)], 0) == [201, 409]
     assert Response.objects.filter(session__token=token).count() == 1
     assert Session.objects.get(token=token).n_answered == 1
+
+
+def test_an_answer_updates_its_session_without_writing_index_entries(api: Api, owner: User) -> None:
+    fixture = make_study(owner, n_main=6)
+    token = started(api, fixture)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reloptions FROM pg_class WHERE relname = %s", [Session._meta.db_table]
+        )
+        assert "fillfactor=80" in cursor.fetchone()[0]
+    before = session_updates()
+
+    for index in range(5):
+        assert api.answer(token, index, answer(1)).status_code == 201
+
+    updates, heap_only = (now - then for now, then in zip(session_updates(), before, strict=True))
+    assert updates >= 5 and heap_only == updates  # every UPDATE stayed on its page
+
+
+def session_updates() -> tuple[int, int]:
+    """(updates, heap-only updates) of the session table in this test's transaction."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = %s",
+            [Session._meta.db_table],
+        )
+        row = cursor.fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
