@@ -12,6 +12,7 @@ FRONTEND_SOURCES := $(shell find frontend/src frontend/index.html frontend/vite.
 	frontend/tsconfig.json frontend/public -type f 2>/dev/null)
 STACK := $(PY) -m backend.core.stack
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: setup demo test test-python test-frontend lint format bench chromium clean
 
@@ -65,7 +66,7 @@ format: $(INSTALLED)
 	cd frontend && npm run format --silent
 
 bench: setup
-	$(STACK) run -- $(PY) bench/run_all.py
+	$(STACK) run -- $(PY) bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	$(STACK) down || true
