@@ -52,14 +52,34 @@ def benchmarks(page_url: str | None) -> list[Benchmark]:
         Benchmark(
             "participant-api",
             ["bench_participant_api.py"],
-            ["bench_participant_api.py", "--participants", "100", "--seconds", "6",
-             "--saturation-seconds", "3", "--rounds", "1"],
+            [
+                "bench_participant_api.py",
+                "--participants",
+                "100",
+                "--seconds",
+                "6",
+                "--saturation-seconds",
+                "3",
+                "--rounds",
+                "1",
+            ],
         ),  # fmt: skip
         Benchmark(
             "featurevis",
             ["bench_featurevis.py", "--threads", "1", "--rounds", "2"],
-            ["bench_featurevis.py", "--threads", "1", "--rounds", "1", "--units", "2",
-             "--steps", "8", "--quality-units", "0"],
+            [
+                "bench_featurevis.py",
+                "--threads",
+                "1",
+                "--rounds",
+                "1",
+                "--units",
+                "2",
+                "--steps",
+                "8",
+                "--quality-units",
+                "0",
+            ],
             lucent_missing,
         ),  # fmt: skip
         Benchmark(
