@@ -56,7 +56,7 @@ class FeatureVisConfig:
     # where larger batches are no faster per image (memory-bound) and only cost memory.
     batch_size: int | None = None
     mixed_precision: bool = True  # bf16 autocast, CUDA only
-    channels_last: bool = True  # CUDA only
+    channels_last: bool = True  # the network's input in channels_last order (CPU and CUDA)
     compile: bool = False  # torch.compile the truncated network
     fold_batchnorm: bool = True  # fold BatchNorms into convs (checked against the original)
     # MACO (Fel et al. 2023)

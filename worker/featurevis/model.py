@@ -1,8 +1,9 @@
 """The network side of feature visualization: normalise, truncate, autocast, compile.
 
 `LayerModel` turns RGB views in [0, 1] into the target layer's activation, running the network
-only up to that layer (worker.pipelines.networks.TruncatedNetwork), with bf16 autocast and
-channels_last on CUDA and optional torch.compile.
+only up to that layer (worker.pipelines.networks.TruncatedNetwork), in channels_last memory
+order (faster on CPUs too: oneDNN's convolutions, the depthwise ones above all), with bf16
+autocast on CUDA and optional torch.compile.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def layer_model(network: Network, layer: str, config: FeatureVisConfig) -> Layer
         std,
         network.device,
         mixed_precision=config.mixed_precision and on_cuda,
-        channels_last=config.channels_last and on_cuda,
+        channels_last=config.channels_last,
     )
 
 
