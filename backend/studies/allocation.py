@@ -11,7 +11,9 @@ Guarantees, for a `Design` that `check_design` accepts:
 - within participants: every list has the same number of trials per condition, one block per
   condition, block orders from a balanced Latin square (Williams) cycled over the lists;
   between participants: each list holds one condition and consecutive lists cycle through them;
-- catch trials sit at seeded random positions.
+- catch trials sit at seeded random positions, in the blocks of the conditions named in
+  `catch_conditions` (the builder names those that show references, so a "none" block is
+  never interrupted by reference images), each taking the condition of the trial it precedes.
 
 Membership (which units share a list) is filled greedily, always taking the units with the most
 responses still to place, which never gets stuck (the Gale–Ryser argument). Conditions are then
@@ -44,6 +46,7 @@ class Design:
     within: bool  # within participants (blocks) or between (one condition per list)
     seed: int
     once_per_condition: bool = False  # within only: a unit may recur, once per condition block
+    catch_conditions: tuple[int, ...] | None = None  # where catch trials may go; None: anywhere
 
 
 @dataclass(frozen=True)
@@ -297,19 +300,24 @@ def _with_catch_trials(
         if len(spare) >= n_catch
         else rng.choices(design.units, k=n_catch)
     )
-    total = len(slots) + n_catch
-    positions = sorted(rng.sample(range(total), n_catch))
+    hosts = _catch_hosts(slots, design, rng, n_catch)  # main-slot positions, with repeats
     result: list[Slot] = []
-    main = iter(slots)
-    for position in range(total):
-        if positions and position == positions[0]:
-            positions.pop(0)
-            host = result[-1] if result else slots[0]
-            unit = pool.pop()
-            result.append(Slot(unit, host.condition, list_index, True, host.block))
-        else:
-            result.append(next(main))
+    for position, slot in enumerate(slots):
+        for _ in range(hosts.count(position)):  # a catch trial just before its host
+            result.append(Slot(pool.pop(), slot.condition, list_index, True, slot.block))
+        result.append(slot)
     return result
+
+
+def _catch_hosts(slots: list[Slot], design: Design, rng: random.Random, n_catch: int) -> list[int]:
+    """Positions of the main slots that catch trials precede: distinct while there are enough,
+    among the slots of `design.catch_conditions` (all slots when none of those is in the list)."""
+    allowed = design.catch_conditions
+    eligible = [i for i, slot in enumerate(slots) if allowed is None or slot.condition in allowed]
+    eligible = eligible or list(range(len(slots)))
+    if len(eligible) >= n_catch:
+        return rng.sample(eligible, n_catch)
+    return rng.choices(eligible, k=n_catch)
 
 
 def _number_responses(planned: list[PlannedList]) -> list[PlannedList]:

@@ -88,7 +88,14 @@ def design_for(study: Study, units: list[Unit], conditions: list[Condition]) -> 
         within=study.condition_design == Study.ConditionDesign.WITHIN,
         seed=study.seed,
         once_per_condition=study.unit_repeats == Study.UnitRepeats.ONCE_PER_CONDITION,
+        catch_conditions=_catch_conditions(conditions),
     )
+
+
+def _catch_conditions(conditions: list[Condition]) -> tuple[int, ...] | None:
+    """Where catch trials may go: the conditions that show references (None: anywhere)."""
+    showing = tuple(i for i, condition in enumerate(conditions) if condition.shows_references)
+    return showing or None
 
 
 def build(study: Study) -> Build:

@@ -37,6 +37,9 @@ def designs(draw: st.DrawFn) -> Design:
         within=within,
         seed=draw(st.integers(0, 2**31)),
         once_per_condition=once_per_condition,
+        catch_conditions=draw(
+            st.none() | st.sets(st.integers(0, n_conditions - 1), min_size=1).map(tuple)
+        ),
     )
 
 
@@ -106,6 +109,20 @@ def test_catch_trials_are_counted_and_the_same_seed_gives_the_same_lists(design:
     for task_list in planned:
         assert sum(s.is_catch for s in task_list.slots) == design.catch_trials_per_list
     assert plan_task_lists(design) == planned
+
+
+@settings(max_examples=40, deadline=None)
+@given(designs())
+def test_catch_trials_sit_in_the_blocks_of_the_catch_conditions(design: Design) -> None:
+    for task_list in planned_or_skip(design):
+        main_conditions = {s.condition for s in task_list.slots if not s.is_catch}
+        allowed = set(design.catch_conditions or range(design.n_conditions))
+        if allowed & main_conditions:
+            catch = [s for s in task_list.slots if s.is_catch]
+            assert {s.condition for s in catch} <= allowed
+        for before, after in zip(task_list.slots, task_list.slots[1:], strict=False):
+            if before.is_catch:  # a catch trial takes the condition and block of the next trial
+                assert (before.condition, before.block) == (after.condition, after.block)
 
 
 def test_another_seed_gives_other_lists() -> None:

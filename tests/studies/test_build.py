@@ -102,6 +102,8 @@ def test_the_borowski_preset_shows_each_of_45_units_once_in_each_condition_to_10
         assert Counter(name for _, name in pairs) == {"natural": 45, "synthetic": 45, "none": 45}
         blocks = list(main.order_by("index").values_list("condition__name", flat=True))
         assert [blocks[0], blocks[45], blocks[90]] == task_list.condition_order
+    catch = Trial.objects.filter(task_list__study=study, is_catch=True)
+    assert set(catch.values_list("condition__name", flat=True)) <= {"natural", "synthetic"}
     main = Trial.objects.filter(task_list__study=study, is_catch=False)
     per_cell = Counter(main.values_list("unit_id", "condition__name"))
     assert len(per_cell) == 45 * 3 and set(per_cell.values()) == {10}
