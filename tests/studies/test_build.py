@@ -117,13 +117,28 @@ def test_the_borowski_preset_shows_each_of_45_units_once_in_each_condition_to_10
 
 
 def test_the_zimmermann_preset_shows_a_base_image_and_two_occluded_copies(owner: User) -> None:
+    """18 main + 3 catch trials per task, one condition per task, feedback in practice only."""
     study = factories.study(
         owner,
         "zimmermann2021",
         factories.stimulated_unit_set(20),
         target_valid_responses_per_unit=2,
     )
-    services.do_build_task_lists(study)
+    report = services.do_build_task_lists(study)
+    assert report["trials_per_list"] == 21 and report["catch_trials_per_list"] == 3
+    study.refresh_from_db()
+    assert not study.feedback and study.practice_until_correct and not study.show_counter
+    rules = study.exclusion_rules
+    assert (rules["min_catch_accuracy"], rules["min_instruction_seconds"]) == (0.6, 20.0)
+    assert (rules["min_total_seconds"], rules["max_total_seconds"]) == (90.0, 900.0)
+    assert rules["max_practice_attempts"] == 5 and rules["min_uses_per_answer_row"] is None
+    assert {tuple(t.condition_order) for t in study.task_lists.all()} == {
+        ("none",),
+        ("natural",),
+        ("synthetic",),
+        ("mixed",),
+        ("blurred",),
+    }
     trials = Trial.objects.filter(task_list__study=study, is_catch=False)
     assert {t.kind for t in trials} == {"occlusion_choice"}
     for trial in trials.filter(condition__name="natural")[:20]:
