@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend.analysis.exclusion_rules import IMI_RULES, ExclusionRules
+from backend.analysis.exclusion_rules import IMI_RULES, NO_RULES, ExclusionRules
 
 REFERENCE_QUESTION = "Which image at the centre also strongly activates the unit?"
 OCCLUSION_QUESTION = "Which of the two images does the network favour?"
@@ -76,14 +76,7 @@ BOROWSKI_FIELDS: dict[str, Any] = {
     "min_instruction_seconds": 0,
     "fullscreen": True,
     "exclusion_rules": _rules(
-        ExclusionRules(
-            min_catch_accuracy=0.6,
-            min_uses_per_answer_row=None,
-            min_instruction_seconds=15.0,
-            min_total_seconds=None,
-            max_total_seconds=None,
-            max_practice_attempts=None,
-        )
+        dataclasses.replace(NO_RULES, min_catch_accuracy=0.6, min_instruction_seconds=15.0)
     ),
 }
 
@@ -136,9 +129,9 @@ OCCLUSION_FIELDS: dict[str, Any] = {
     "min_instruction_seconds": 0,
     "fullscreen": True,
     "exclusion_rules": _rules(
-        ExclusionRules(
+        dataclasses.replace(
+            NO_RULES,
             min_catch_accuracy=0.6,
-            min_uses_per_answer_row=None,
             min_instruction_seconds=20.0,
             min_total_seconds=90.0,
             max_total_seconds=900.0,
