@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from backend.core.errors import ApiError
 from backend.participation import payloads, services
+from backend.participation.answer_statement import Recorded, record_in_order
 from backend.participation.limits import MAX_BODY_BYTES, CappedJSONParser, SessionStartThrottle
 from backend.participation.models import PracticeResponse
 from backend.participation.serializers import (
@@ -81,7 +82,7 @@ class SessionStateView(ParticipantView):
         return ApiResponse(payloads.state_payload(services.do_touch_session(token)))
 
 
-def acknowledgement(recorded: services.Recorded) -> dict[str, Any]:
+def acknowledgement(recorded: Recorded) -> dict[str, Any]:
     """§3: the feedback and counter only where the design shows them."""
     body: dict[str, Any] = {
         "trial_index": recorded.trial_index,
@@ -114,7 +115,7 @@ def answer_in_order(request: HttpRequest, token: str, trial_index: int) -> HttpR
     answer = plain_answer(data)
     if answer is None:
         return None
-    recorded = services.record_in_order(token, trial_index, answer)
+    recorded = record_in_order(token, trial_index, answer)
     if recorded is None:
         return None
     return JsonResponse(acknowledgement(recorded), status=status.HTTP_201_CREATED)
