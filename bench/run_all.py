@@ -66,7 +66,7 @@ def benchmarks(page_url: str | None) -> list[Benchmark]:
         ),  # fmt: skip
         Benchmark(
             "featurevis",
-            ["bench_featurevis.py", "--threads", "1", "--rounds", "2"],
+            ["bench_featurevis.py", "--threads", "2", "--rounds", "2"],
             [
                 "bench_featurevis.py",
                 "--threads",
