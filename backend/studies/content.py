@@ -306,6 +306,12 @@ def _as_catch(
     repeated = rng.choice(references_max)
     queries[content.correct_query] = repeated
     source = {**content.query_source, "catch": True, "repeats_reference": repeated}
+    if references_min and content.kind == Paradigm.REFERENCE_CHOICE:
+        # As Borowski et al. (2021): the other query is one of the minimally activating
+        # references shown, so both answers can be read off the references.
+        other = rng.choice(references_min)
+        queries[1 - content.correct_query] = other
+        source["repeats_min_reference"] = other
     return TrialContent(
         content.kind, references_min, references_max, content.base_image, queries,
         content.correct_query, source,

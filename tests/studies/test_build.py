@@ -54,13 +54,14 @@ def test_the_answer_key_is_the_max_query_and_the_query_order_is_random(owner: Us
     assert 0.35 < sum(t.correct_query for t in trials) / trials.count() < 0.65
 
 
-def test_a_catch_trial_query_is_one_of_the_references_shown(owner: User) -> None:
+def test_a_catch_trials_queries_are_references_shown_on_their_sides(owner: User) -> None:
     study = factories.study(owner, "imi2023", factories.stimulated_unit_set(44))
     services.do_build_task_lists(study)
     catch_trials = Trial.objects.filter(task_list__study=study, is_catch=True)
     assert catch_trials.exists()
     for trial in catch_trials:
         assert trial.queries[trial.correct_query] in trial.references_max
+        assert trial.queries[1 - trial.correct_query] in trial.references_min  # min + max shown
 
 
 def test_the_same_seed_builds_the_same_trials(owner: User) -> None:
