@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -300,10 +301,10 @@ def _with_catch_trials(
         if len(spare) >= n_catch
         else rng.choices(design.units, k=n_catch)
     )
-    hosts = _catch_hosts(slots, design, rng, n_catch)  # main-slot positions, with repeats
+    hosts = Counter(_catch_hosts(slots, design, rng, n_catch))  # main-slot position → catches
     result: list[Slot] = []
     for position, slot in enumerate(slots):
-        for _ in range(hosts.count(position)):  # a catch trial just before its host
+        for _ in range(hosts[position]):  # a catch trial just before its host
             result.append(Slot(pool.pop(), slot.condition, list_index, True, slot.block))
         result.append(slot)
     return result
