@@ -53,6 +53,9 @@ def export_design(study: Study) -> dict[str, Any]:
             {"key": f"u{unit.pk}", "unit_set": unit.unit_set.name, "index": unit.index}
             for unit in units
         ],  # fmt: skip
+        "catch_units": [
+            f"u{pk}" for pk in study.catch_units.order_by("pk").values_list("pk", flat=True)
+        ],
         "image_set": _image_set(study.image_set),
         "practice_trials": [
             {
@@ -80,6 +83,7 @@ def _study_fields(study: Study) -> dict[str, Any]:
 def _units_of(study: Study) -> list[Unit]:
     ids = set(Trial.objects.filter(task_list__study=study).values_list("unit_id", flat=True))
     ids |= set(study.practice_trials.values_list("unit_id", flat=True))
+    ids |= set(study.catch_units.values_list("pk", flat=True))
     related = Unit.objects.filter(pk__in=ids).select_related("unit_set__layer__network")
     return list(related.order_by("unit_set__name", "index"))
 
@@ -212,6 +216,7 @@ def do_import_study_design(document: Any, owner: User, slug: str = "") -> Study:
         )[0].pk
         for spec in document["units"]
     }
+    study.catch_units.set([units[key] for key in document.get("catch_units", [])])
     _create_trials(study, document, units, images)
     return study
 

@@ -150,6 +150,7 @@ class StudyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_filter = ["state", "paradigm"]
     search_fields = ["slug", "title"]
     filter_horizontal = ["unit_sets", "collaborators", "excluded_studies"]
+    autocomplete_fields = ["catch_units"]
     inlines = [ConditionInline, PracticeTrialInline]
     readonly_fields = [
         "state",
@@ -177,7 +178,7 @@ class StudyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "min_instruction_seconds"]}),
         ("Practice", {"fields": ["practice_until_correct"],
                       "description": "The practice trials are listed below the form."}),
-        ("Catch trials", {"fields": ["catch_trials_per_list"]}),
+        ("Catch trials", {"fields": ["catch_trials_per_list", "catch_units"]}),
         ("Exclusion", {"fields": ["exclusion_rules", "excluded_studies"]}),
         ("Recruitment", {"fields": [
             "platform", "completion_code", "target_participants", "max_participants",

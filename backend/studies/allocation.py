@@ -4,10 +4,10 @@ trial builder (no database, no images). Seeded and deterministic.
 Guarantees, for a `Design` that `check_design` accepts:
 - every (unit, condition) gets `responses_per_unit` main trials, or one more where the lists
   must be filled up (then every condition of that unit gets the extra one, so balance holds);
-- each unit appears at most once among a task list's main trials (catch trials use other
-  units whenever the study has enough), or, where the design asks for it (within participants
-  only, as in Borowski et al. 2021), at most once per condition block, so that one participant
-  sees a unit once in every condition;
+- each unit appears at most once among a task list's main trials (catch trials use the
+  hand-picked `catch_units`, or other units of the study whenever it has enough), or, where the
+  design asks for it (within participants only, as in Borowski et al. 2021), at most once per
+  condition block, so that one participant sees a unit once in every condition;
 - within participants: every list has the same number of trials per condition, one block per
   condition, block orders from a balanced Latin square (Williams) cycled over the lists;
   between participants: each list holds one condition and consecutive lists cycle through them;
@@ -48,6 +48,7 @@ class Design:
     seed: int
     once_per_condition: bool = False  # within only: a unit may recur, once per condition block
     catch_conditions: tuple[int, ...] | None = None  # where catch trials may go; None: anywhere
+    catch_units: tuple[int, ...] = ()  # hand-picked units for catch trials; (): the study's own
 
 
 @dataclass(frozen=True)
@@ -294,13 +295,7 @@ def _with_catch_trials(
     n_catch = design.catch_trials_per_list
     if n_catch == 0:
         return slots
-    in_list = {slot.unit for slot in slots}
-    spare = [unit for unit in design.units if unit not in in_list]
-    pool = (
-        rng.sample(spare, n_catch)
-        if len(spare) >= n_catch
-        else rng.choices(design.units, k=n_catch)
-    )
+    pool = _catch_units(slots, design, rng, n_catch)
     hosts = Counter(_catch_hosts(slots, design, rng, n_catch))  # main-slot position → catches
     result: list[Slot] = []
     for position, slot in enumerate(slots):
@@ -308,6 +303,20 @@ def _with_catch_trials(
             result.append(Slot(pool.pop(), slot.condition, list_index, True, slot.block))
         result.append(slot)
     return result
+
+
+def _catch_units(slots: list[Slot], design: Design, rng: random.Random, n_catch: int) -> list[int]:
+    """The units of the list's catch trials: the hand-picked ones when the design has them, in a
+    seeded order, each used before any repeats; else the study's units outside the list
+    whenever there are enough."""
+    if design.catch_units:
+        order = rng.sample(design.catch_units, len(design.catch_units))
+        return [order[i % len(order)] for i in range(n_catch)]
+    in_list = {slot.unit for slot in slots}
+    spare = [unit for unit in design.units if unit not in in_list]
+    if len(spare) >= n_catch:
+        return rng.sample(spare, n_catch)
+    return rng.choices(design.units, k=n_catch)
 
 
 def _catch_hosts(slots: list[Slot], design: Design, rng: random.Random, n_catch: int) -> list[int]:

@@ -25,7 +25,7 @@ from backend.studies.builder import BuildRefused, Refused
 from backend.studies.models import Condition, Study
 from backend.studies.validation import exclusion_rules_from_json
 
-RELATIONS = ("unit_sets", "collaborators")
+RELATIONS = ("unit_sets", "collaborators", "catch_units")
 
 
 class IsResearcher(permissions.BasePermission):

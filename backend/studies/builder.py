@@ -78,7 +78,9 @@ def study_units(study: Study) -> list[Unit]:
     return chosen
 
 
-def design_for(study: Study, units: list[Unit], conditions: list[Condition]) -> allocation.Design:
+def design_for(
+    study: Study, units: list[Unit], conditions: list[Condition], catch_units: list[Unit]
+) -> allocation.Design:
     return allocation.Design(
         units=tuple(unit.pk for unit in units),
         n_conditions=len(conditions),
@@ -89,6 +91,7 @@ def design_for(study: Study, units: list[Unit], conditions: list[Condition]) -> 
         seed=study.seed,
         once_per_condition=study.unit_repeats == Study.UnitRepeats.ONCE_PER_CONDITION,
         catch_conditions=_catch_conditions(conditions),
+        catch_units=tuple(unit.pk for unit in catch_units),
     )
 
 
@@ -104,13 +107,18 @@ def build(study: Study) -> Build:
     units = study_units(study)
     if not units:
         raise BuildRefused("The study has no units: choose at least one unit set.")
+    catch_units = list(study.catch_units.order_by("pk"))
     try:
-        planned = allocation.plan_task_lists(design_for(study, units, conditions))
+        planned = allocation.plan_task_lists(design_for(study, units, conditions, catch_units))
     except allocation.DesignError as err:
         raise BuildRefused(str(err)) from None
-    stimuli = content.load_stimuli([unit.pk for unit in units], study.image_set_id)
-    _refuse_missing(study, conditions, stimuli, units)
-    task_lists = [_built_list(study, conditions, stimuli, plan) for plan in planned]
+    shown = list({unit.pk: unit for unit in units + catch_units}.values())
+    stimuli = content.load_stimuli([unit.pk for unit in shown], study.image_set_id)
+    _refuse_missing(study, conditions, stimuli, shown)
+    task_lists = [
+        _built_list(study, conditions, stimuli, plan, repeat_references=not catch_units)
+        for plan in planned
+    ]
     return Build(task_lists, _practice(study, conditions), [unit.pk for unit in units])
 
 
@@ -146,13 +154,18 @@ def _built_list(
     conditions: list[Condition],
     stimuli: dict[int, content.UnitStimuli],
     plan: allocation.PlannedList,
+    *,
+    repeat_references: bool,
 ) -> BuiltList:
+    """The list's trials. A catch trial of a hand-picked unit is that unit's ordinary trial;
+    otherwise (`repeat_references`) its queries repeat references shown."""
     rng = random.Random(plan.seed)
     trials = []
     for index, slot in enumerate(plan.slots):
         condition = conditions[slot.condition]
+        repeats = slot.is_catch and repeat_references
         trial_content = content.trial_content(
-            study.paradigm, condition, stimuli[slot.unit], slot.response_number, slot.is_catch, rng
+            study.paradigm, condition, stimuli[slot.unit], slot.response_number, repeats, rng
         )
         trials.append(
             BuiltTrial(

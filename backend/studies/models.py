@@ -159,6 +159,16 @@ class Study(models.Model):
     catch_trials_per_list = models.PositiveIntegerField(
         default=5, validators=[MaxValueValidator(100)]
     )
+    catch_units = models.ManyToManyField(
+        Unit,
+        blank=True,
+        related_name="catch_in_studies",
+        help_text=(
+            "hand-picked easy units whose ordinary trials serve as catch trials (as in IMI and "
+            "Zimmermann et al. 2021); empty: a catch trial repeats references of the study's own "
+            "units as its queries (Borowski et al. 2021)"
+        ),
+    )
 
     # Exclusion (stored now; applied by the results)
     exclusion_rules = models.JSONField(default=validation.default_exclusion_rules, blank=True)

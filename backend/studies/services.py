@@ -89,8 +89,9 @@ def _assign(study: Study, fields: dict[str, Any]) -> None:
 
 @transaction.atomic
 def do_set_relations(study: Study, **relations: list[Any]) -> Study:
-    """Set unit_sets, collaborators or excluded_studies (not once the design is frozen)."""
-    if "unit_sets" in relations and study.is_design_frozen:
+    """Set unit_sets, catch_units, collaborators or excluded_studies (the units not once the
+    design is frozen)."""
+    if {"unit_sets", "catch_units"} & set(relations) and study.is_design_frozen:
         raise Refused(f"The study is {study.state}: its units are fixed. Clone it to change them.")
     for name, values in relations.items():
         getattr(study, name).set(values)
@@ -237,6 +238,7 @@ def do_clone_study(study: Study, user: User, slug: str = "") -> Study:
     copy.full_clean()
     copy.save()
     copy.unit_sets.set(study.unit_sets.all())
+    copy.catch_units.set(study.catch_units.all())
     copy.collaborators.set(study.collaborators.all())
     copy.excluded_studies.set(study.excluded_studies.all())
     by_name = {}

@@ -16,7 +16,7 @@ from django.core.management.base import CommandError
 from django.test import Client
 
 from backend.studies.models import Study, Trial
-from tests.participation.factories import make_study
+from tests.participation.factories import make_study, make_unit
 
 pytestmark = pytest.mark.django_db
 
@@ -29,6 +29,12 @@ def trial_shapes(study: Study) -> list[tuple[Any, ...]]:
          [(i.sha256) for i in _images(t.queries)], [i.sha256 for i in _images(t.references_max)])
         for t in trials.select_related("task_list", "condition", "unit__unit_set__layer__network")
     ]  # fmt: skip
+
+
+def unit_shape(unit: Any) -> tuple[Any, ...]:
+    """What identifies a unit across servers: network source, layer, kind and index."""
+    layer = unit.unit_set.layer
+    return (layer.network.source, layer.name, unit.unit_set.kind, unit.index)
 
 
 def _images(ids: list[int]) -> list[Any]:
@@ -50,6 +56,8 @@ def test_an_exported_design_imports_as_the_same_draft_study(
     fixture = make_study(
         owner, n_lists=2, n_practice=1, exclusion_rules={"max_practice_attempts": 2}
     )
+    easy = make_unit()
+    fixture.study.catch_units.set([easy])
     client.force_login(owner)
     path = tmp_path / "design.json"
     path.write_text(json.dumps(exported(client, fixture.study)))
@@ -62,6 +70,7 @@ def test_an_exported_design_imports_as_the_same_draft_study(
     assert copy.pilot_token != fixture.study.pilot_token
     assert trial_shapes(copy) == trial_shapes(fixture.study)
     assert copy.practice_trials.get().queries == fixture.study.practice_trials.get().queries
+    assert [unit_shape(unit) for unit in copy.catch_units.all()] == [unit_shape(easy)]
 
 
 def test_a_design_whose_images_are_missing_is_refused_with_their_hashes(

@@ -152,6 +152,17 @@ def test_bad_settings_are_refused_with_a_clear_message(owner: User, shared_study
     assert shared_study.exclusion_rules["min_catch_accuracy"] == 0.8
 
 
+def test_the_api_sets_hand_picked_catch_units(owner: User) -> None:
+    units, easy = factories.unit_set(n_units=3), factories.unit_set("easy", 2, "easy-net")
+    body = {"slug": "with-catch", "title": "Catch", "unit_sets": [units.pk],
+            "catch_units": list(easy.units.values_list("pk", flat=True))}  # fmt: skip
+    response = api_as(owner).post("/api/v1/researcher/studies/", body, format="json")
+    assert response.status_code == 201, response.json()
+    assert sorted(response.json()["catch_units"]) == sorted(body["catch_units"])
+    study = Study.objects.get(slug="with-catch")
+    assert set(study.catch_units.all()) == set(easy.units.all())
+
+
 def test_units_once_per_condition_between_participants_is_refused(owner: User) -> None:
     body = {"slug": "crossed", "title": "Crossed", "condition_design": "between",
             "unit_repeats": "condition"}  # fmt: skip

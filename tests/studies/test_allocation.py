@@ -131,6 +131,14 @@ def test_another_seed_gives_other_lists() -> None:
     assert plan_task_lists(design) != plan_task_lists(other)
 
 
+def test_catch_trials_use_the_hand_picked_catch_units_when_there_are_some() -> None:
+    design = Design(tuple(range(50)), 1, 3, 40, 5, False, seed=3, catch_units=(900, 901, 902))
+    for task_list in plan_task_lists(design):
+        catch = [s.unit for s in task_list.slots if s.is_catch]
+        assert len(catch) == 5 and set(catch) <= {900, 901, 902}
+        assert len(set(catch)) == 3  # each easy unit at least once: drawn evenly while possible
+
+
 def test_catch_trials_use_units_outside_the_list_when_there_are_enough() -> None:
     design = Design(tuple(range(50)), 1, 3, 40, 5, False, seed=3)
     for task_list in plan_task_lists(design):

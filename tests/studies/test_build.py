@@ -64,6 +64,28 @@ def test_a_catch_trials_queries_are_references_shown_on_their_sides(owner: User)
         assert trial.queries[1 - trial.correct_query] in trial.references_min  # min + max shown
 
 
+def test_hand_picked_catch_units_give_their_ordinary_trials_as_catch_trials(owner: User) -> None:
+    study = factories.study(owner, "imi2023", factories.stimulated_unit_set(44))
+    easy = factories.stimulated_unit_set(3, name="easy", network="easy-net")
+    services.do_set_relations(study, catch_units=list(easy.units.all()))
+    services.do_build_task_lists(study)
+
+    catch_trials = Trial.objects.filter(task_list__study=study, is_catch=True)
+    assert catch_trials.count() == 5 * study.task_lists.count()
+    assert set(catch_trials.values_list("unit__unit_set__name", flat=True)) == {"easy"}
+    for trial in catch_trials.select_related("unit"):
+        batch = ExemplarSet.objects.get(unit=trial.unit).imi_batches["max"][
+            trial.query_source["batch"]
+        ]
+        assert trial.queries[trial.correct_query] == batch["query"]["image"]  # its own query
+        assert trial.queries[trial.correct_query] not in trial.references_max
+        assert "catch" not in trial.query_source
+    main_units = set(Trial.objects.filter(is_catch=False).values_list("unit_id", flat=True))
+    assert not main_units & set(easy.units.values_list("pk", flat=True))
+    copy = services.do_clone_study(study, owner)
+    assert set(copy.catch_units.all()) == set(easy.units.all())
+
+
 def test_the_same_seed_builds_the_same_trials(owner: User) -> None:
     study = factories.study(owner, "imi2023", factories.stimulated_unit_set(44))
     services.do_build_task_lists(study)
