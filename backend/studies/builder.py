@@ -157,13 +157,14 @@ def _built_list(
     *,
     repeat_references: bool,
 ) -> BuiltList:
-    """The list's trials. A catch trial of a hand-picked unit is that unit's ordinary trial;
-    otherwise (`repeat_references`) its queries repeat references shown."""
+    """The list's trials. A catch trial of a hand-picked unit is that unit's ordinary trial where
+    its condition shows references; otherwise (`repeat_references`, or a condition without
+    references, whose ordinary trial could not be answered) its queries repeat references."""
     rng = random.Random(plan.seed)
     trials = []
     for index, slot in enumerate(plan.slots):
         condition = conditions[slot.condition]
-        repeats = slot.is_catch and repeat_references
+        repeats = slot.is_catch and (repeat_references or not condition.shows_references)
         trial_content = content.trial_content(
             study.paradigm, condition, stimuli[slot.unit], slot.response_number, repeats, rng
         )

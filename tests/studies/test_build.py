@@ -86,6 +86,27 @@ def test_hand_picked_catch_units_give_their_ordinary_trials_as_catch_trials(owne
     assert set(copy.catch_units.all()) == set(easy.units.all())
 
 
+def test_a_catch_unit_in_a_condition_without_references_repeats_its_references(
+    owner: User,
+) -> None:
+    study = factories.study(
+        owner,
+        "zimmermann2021",
+        factories.stimulated_unit_set(20),
+        target_valid_responses_per_unit=1,
+    )
+    easy = factories.stimulated_unit_set(3, name="easy", network="easy-net")
+    services.do_set_relations(study, catch_units=list(easy.units.all()))
+    services.do_build_task_lists(study)
+    catch = Trial.objects.filter(task_list__study=study, is_catch=True)
+    assert set(catch.values_list("unit__unit_set__name", flat=True)) == {"easy"}
+    assert catch.filter(condition__name="none").count() == 6  # 2 lists of none, 3 each
+    for trial in catch.filter(condition__name="none"):
+        assert trial.references_max and trial.queries[trial.correct_query] in trial.references_max
+    for trial in catch.filter(condition__name="natural"):
+        assert "catch" not in trial.query_source  # the easy unit's ordinary occlusion trial
+
+
 def test_the_same_seed_builds_the_same_trials(owner: User) -> None:
     study = factories.study(owner, "imi2023", factories.stimulated_unit_set(44))
     services.do_build_task_lists(study)
