@@ -80,14 +80,21 @@ BOROWSKI_FIELDS: dict[str, Any] = {
     ),
 }
 
-# Experiment II: the four reference conditions (1 or 9 references, max only or min + max) in
-# blocks of 10 main and 2 catch trials.
+# Experiment II: the four reference conditions (1 or 9 references, max only or min + max), each
+# with natural and with synthetic references, over 20 units: 20 trials of each of the 8
+# conditions, in blocks of 10 main and 2 catch trials.
 BOROWSKI_REFERENCES_FIELDS: dict[str, Any] = {
     **BOROWSKI_FIELDS,
-    "main_trials_per_list": 40,
-    "catch_trials_per_list": 8,
+    "main_trials_per_list": 160,
+    "catch_trials_per_list": 32,
     "break_every": 10,
 }
+BOROWSKI_REFERENCE_CONDITIONS = [
+    make(f"{name}-{n}-{sides.replace('_', '-')}", n=n, sides=sides)
+    for n in (1, 9)
+    for sides in ("max_only", "min_max")
+    for name, make in (("synthetic", _synthetic), ("natural", _natural))
+]
 
 IMI_FIELDS: dict[str, Any] = {
     "paradigm": "reference_choice",
@@ -149,12 +156,7 @@ PRESETS: dict[str, Preset] = {
     "borowski2021-references": Preset(
         "Borowski et al. 2021 (ICLR): 1 vs 9 references, max-only vs min+max",
         BOROWSKI_REFERENCES_FIELDS,
-        [
-            _synthetic("synthetic-9-min-max"),
-            _synthetic("synthetic-9-max-only", sides="max_only"),
-            _synthetic("synthetic-1-min-max", n=1),
-            _synthetic("synthetic-1-max-only", n=1, sides="max_only"),
-        ],
+        BOROWSKI_REFERENCE_CONDITIONS,
     ),
     "imi2023": Preset("Zimmermann et al. 2023 (IMI): natural", IMI_FIELDS, [_natural()]),
     "imi2023-synthetic": Preset(

@@ -160,6 +160,28 @@ def test_the_borowski_preset_shows_each_of_45_units_once_in_each_condition_to_10
     assert len(synthetic.references_min) == 9
 
 
+def test_the_borowski_references_preset_crosses_1_vs_9_and_max_vs_min_max_with_both_kinds(
+    owner: User,
+) -> None:
+    study = factories.study(
+        owner, "borowski2021-references", factories.stimulated_unit_set(20),
+        target_valid_responses_per_unit=2,
+    )  # fmt: skip
+    report = services.do_build_task_lists(study)
+    assert report["trials_per_list"] == 192 and report["catch_trials_per_list"] == 32
+    names = set(study.conditions.values_list("name", flat=True))
+    assert len(names) == 8 and {"natural-1-max-only", "synthetic-9-min-max"} <= names
+    for task_list in study.task_lists.all():
+        main = task_list.trials.filter(is_catch=False)
+        per_condition = Counter(main.values_list("condition__name", flat=True))
+        assert set(per_condition) == names and set(per_condition.values()) == {20}
+        pairs = list(main.values_list("unit_id", "condition__name"))
+        assert len(pairs) == len(set(pairs))  # a unit once per condition block
+    one = Trial.objects.filter(task_list__study=study, condition__name="natural-1-max-only")
+    trial = one.filter(is_catch=False).first()
+    assert trial is not None and len(trial.references_max) == 1 and trial.references_min == []
+
+
 def test_the_zimmermann_preset_shows_a_base_image_and_two_occluded_copies(owner: User) -> None:
     """18 main + 3 catch trials per task, one condition per task, feedback in practice only."""
     study = factories.study(
