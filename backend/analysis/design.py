@@ -28,7 +28,8 @@ VERSION = 1
 STUDY_SKIPPED = {"id", "owner", "state", "pilot_token", "completion_code", "image_set",
                  "created_at", "updated_at", "launched_at", "built_at", "preset"}  # fmt: skip
 CONDITION_FIELDS = ("position", "name", "explanation", "n_references", "sides",
-                    "query_selection", "visualization_preset")  # fmt: skip
+                    "query_selection", "visualization_preset", "unit_group",
+                    "exclusion_rules")  # fmt: skip
 DISPLAY_FIELDS = ("kind", "correct_query", "query_source")
 TRIAL_FIELDS = ("index", "is_catch", "block", "response_number")
 IMAGE_LISTS = ("references_min", "references_max", "queries")
@@ -42,6 +43,9 @@ def export_design(study: Study) -> dict[str, Any]:
     """The JSON document for one study (answer keys included: it is for researchers)."""
     hashes = _ImageHashes()
     units = _units_of(study)
+    # A task list's practice blocks name practice trials by position in "practice_trials".
+    practice_ids = study.practice_trials.values_list("pk", flat=True)
+    practice_positions = {pk: position for position, pk in enumerate(practice_ids)}
     document = {
         "format": FORMAT,
         "version": VERSION,
@@ -66,7 +70,10 @@ def export_design(study: Study) -> dict[str, Any]:
             }
             for practice in study.practice_trials.select_related("condition")
         ],  # fmt: skip
-        "task_lists": [_task_list(task_list, hashes) for task_list in study.task_lists.all()],
+        "task_lists": [
+            _task_list(task_list, hashes, practice_positions)
+            for task_list in study.task_lists.all()
+        ],
     }
     document["images"] = hashes.manifest()
     return document
@@ -117,12 +124,23 @@ def _image_set(image_set: ImageSet | None) -> dict[str, Any] | None:
     }
 
 
-def _task_list(task_list: TaskList, hashes: _ImageHashes) -> dict[str, Any]:
+def _task_list(
+    task_list: TaskList, hashes: _ImageHashes, practice_positions: dict[int, int]
+) -> dict[str, Any]:
     trials = task_list.trials.select_related("condition").order_by("index")
     return {
         "index": task_list.index,
         "seed": task_list.seed,
         "condition_order": task_list.condition_order,
+        "practice_blocks": [
+            {
+                **block,
+                "trials": [
+                    practice_positions[pk] for pk in block["trials"] if pk in practice_positions
+                ],
+            }
+            for block in task_list.practice_blocks
+        ],  # fmt: skip
         "trials": [
             {
                 **_display(trial, hashes),
@@ -261,6 +279,17 @@ def _imported_unit_set(spec: dict[str, Any]) -> UnitSet:
     )  # fmt: skip
 
 
+def _practice_id(practice: list[int], position: Any, list_spec: dict[str, Any]) -> int:
+    if isinstance(position, bool) or not isinstance(position, int):
+        position = -1
+    if not 0 <= position < len(practice):
+        raise Refused(
+            f"Task list {list_spec.get('index')}'s practice blocks name practice trial "
+            f"{position}, which the design does not have ({len(practice)} practice trials)."
+        )
+    return practice[position]
+
+
 def _free_name(model: Any, base: str) -> str:
     candidate, n = base, 2
     while model.objects.filter(name=candidate).exists():
@@ -280,15 +309,24 @@ def _create_trials(
         values["unit_id"] = units[spec["unit"]]
         return values
 
-    for spec in document["practice_trials"]:
+    practice = [
         PracticeTrial.objects.create(
             study=study, index=spec["index"], is_obvious=spec["is_obvious"],
             condition=conditions.get(spec["condition"] or ""), **shown(spec),
-        )  # fmt: skip
+        ).pk
+        for spec in document["practice_trials"]
+    ]  # fmt: skip
+    # Documents from before practice blocks: all practice first, as those builds had it.
+    all_first = [{"before": 0, "condition": None, "trials": list(range(len(practice)))}]
     for list_spec in document["task_lists"]:
+        blocks = list_spec.get("practice_blocks", all_first if practice else [])
         task_list = TaskList.objects.create(
             study=study, index=list_spec["index"], seed=list_spec["seed"],
             condition_order=list_spec["condition_order"],
+            practice_blocks=[
+                {**block, "trials": [_practice_id(practice, p, list_spec) for p in block["trials"]]}
+                for block in blocks
+            ],
         )  # fmt: skip
         Trial.objects.bulk_create(
             Trial(task_list=task_list, condition=conditions[spec["condition"]],

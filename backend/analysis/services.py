@@ -61,6 +61,27 @@ def study_rules(study: Study) -> ExclusionRules:
     return exclusion_rules_from_json(study.exclusion_rules or {})
 
 
+def condition_rules(study: Study) -> dict[str, ExclusionRules]:
+    """Condition name → its own rules, for the conditions that have some (between participants:
+    Zimmermann et al. 2021's none condition had laxer thresholds)."""
+    rows = study.conditions.filter(exclusion_rules__isnull=False)
+    return {
+        name: exclusion_rules_from_json(rules)
+        for name, rules in rows.values_list("name", "exclusion_rules")
+    }
+
+
+def session_rules(
+    session: Session, default: ExclusionRules, by_condition: dict[str, ExclusionRules]
+) -> ExclusionRules:
+    """The rules for one session: its condition's own where its task list has one condition
+    that has them, else the study's."""
+    conditions = set(session.task_list.condition_order)
+    if len(conditions) == 1 and (name := conditions.pop()) in by_condition:
+        return by_condition[name]
+    return default
+
+
 def session_summary(
     session: Session, rules: ExclusionRules, manual_reason: str = ""
 ) -> SessionSummary:
@@ -121,8 +142,11 @@ def on_session_completed(session: Session) -> SessionExclusion:
 
 @transaction.atomic
 def do_decide_exclusion(session: Session, rules: ExclusionRules | None = None) -> SessionExclusion:
-    """(Re)decide one completed session under its study's rules and recount its task list."""
-    exclusion = _decide(session, rules or study_rules(session.study))
+    """(Re)decide one completed session under its study's (or its condition's) rules and
+    recount its task list."""
+    study = session.study
+    rules = rules or session_rules(session, study_rules(study), condition_rules(study))
+    exclusion = _decide(session, rules)
     recount_task_lists([session.task_list_id])
     return exclusion
 
@@ -171,9 +195,12 @@ def recount_task_lists(task_list_ids: Iterable[int]) -> None:
 def do_recompute_exclusions(study: Study) -> int:
     """Re-decide every completed session of the study (after its rules changed); returns how
     many sessions are excluded now. Every list's counters are recounted."""
-    rules = study_rules(study)
+    rules, by_condition = study_rules(study), condition_rules(study)
     sessions = Session.objects.filter(study=study, state=Session.State.COMPLETED)
-    excluded = sum(_decide(session, rules).excluded for session in sessions.select_related("study"))
+    excluded = sum(
+        _decide(session, session_rules(session, rules, by_condition)).excluded
+        for session in sessions.select_related("study", "task_list")
+    )
     recount_task_lists(study.task_lists.values_list("pk", flat=True))
     AppliedRules.objects.update_or_create(study=study, defaults={"rules": study.exclusion_rules})
     return excluded

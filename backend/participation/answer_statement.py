@@ -59,7 +59,7 @@ def _answer_in_order_sql() -> str:
     trial, response = Trial._meta.db_table, Response._meta.db_table
     sql = f"""
 WITH s AS (
-    SELECT s.id, s.task_list_id, st.feedback, st.show_counter
+    SELECT s.id, s.task_list_id, st.feedback OR st.block_feedback AS feedback, st.show_counter
     FROM {session} s JOIN {study} st ON st.id = s.study_id
     WHERE s.token = :token AND s.state = 'active'
       AND s.n_answered = s.next_trial_index AND s.next_trial_index = :index

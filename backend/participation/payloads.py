@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.db.models import Count, Q
+
 from backend.participation import recruitment
 from backend.participation.models import Session
+from backend.participation.practice import block_states, practice_slots
 from backend.stimuli.models import Image
 from backend.studies.links import render_markdown
-from backend.studies.models import PracticeTrial, Study, TrialDisplay
+from backend.studies.models import Study, TrialDisplay
 
 PRELOAD_AHEAD = 3
 LEFT_LABEL = "Minimally activating"
@@ -40,6 +43,7 @@ def study_payload(study: Study) -> dict[str, Any]:
         },
         "feedback": study.feedback,
         "show_counter": study.show_counter,
+        "block_feedback": study.block_feedback,
         "break_every": study.break_every,
         "image_size_px": study.image_size_px,
         "preload_ahead": PRELOAD_AHEAD,
@@ -71,18 +75,14 @@ def trial_payload(trial: TrialDisplay, index: int, block: int, urls: dict[int, s
     return payload
 
 
-def practice_trials(study: Study) -> list[PracticeTrial]:
-    """The study's practice trials in display order; a trial's position is its index."""
-    return list(study.practice_trials.order_by("index", "pk"))
-
-
 def timeline_payload(session: Session) -> tuple[list[dict], list[dict]]:
-    """(practice, trials) for the session's task list."""
-    practice = practice_trials(session.study)
+    """(practice, trials) for the session's task list; a practice trial's `block` is its
+    practice block (state_payload's `practice_blocks` says where each block comes)."""
+    slots = practice_slots(session.task_list)
     trials = list(session.task_list.trials.order_by("index"))
-    urls = image_urls([*practice, *trials])
+    urls = image_urls([*(slot.trial for slot in slots), *trials])
     return (
-        [trial_payload(trial, position, 0, urls) for position, trial in enumerate(practice)],
+        [trial_payload(slot.trial, slot.index, slot.block, urls) for slot in slots],
         [trial_payload(trial, trial.index, trial.block, urls) for trial in trials],
     )
 
@@ -100,9 +100,30 @@ def state_payload(session: Session) -> dict[str, Any]:
         "n_trials": session.n_trials,
         "practice_passed": session.practice_passed,
         "practice_attempts": session.practice_attempts,
+        "practice_blocks": [
+            state.payload()
+            for state in block_states(
+                session, practice_slots(session.task_list), session.study.practice_until_correct
+            )
+        ],
         "completed": session.completed,
         "completion": completion_payload(session) if session.completed else None,
+        **({"block_scores": block_scores(session)} if session.study.block_feedback else {}),
     }
+
+
+def block_scores(session: Session) -> list[dict[str, int]]:
+    """Per block, the stored main-trial answers (catch trials included) and how many are
+    correct: the page's score after each block resumes from these after a reload."""
+    rows = (
+        session.responses.values("trial__block")
+        .annotate(answered=Count("pk"), correct=Count("pk", filter=Q(correct=True)))
+        .order_by("trial__block")
+    )
+    return [
+        {"block": row["trial__block"], "answered": row["answered"], "correct": row["correct"]}
+        for row in rows
+    ]
 
 
 def start_payload(session: Session) -> dict[str, Any]:

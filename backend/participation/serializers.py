@@ -144,14 +144,32 @@ class CompletionSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
+class PracticeBlockStateSerializer(serializers.Serializer):
+    block = serializers.IntegerField(help_text="the `block` of this block's practice trials")
+    before = serializers.IntegerField(help_text="index of the first main trial after the block")
+    size = serializers.IntegerField()
+    attempts = serializers.IntegerField(help_text="rounds started")
+    passed = serializers.BooleanField()
+
+
+class BlockScoreSerializer(serializers.Serializer):
+    block = serializers.IntegerField()
+    answered = serializers.IntegerField()
+    correct = serializers.IntegerField()
+
+
 class SessionStateSerializer(serializers.Serializer):
     next_trial_index = serializers.IntegerField()
     correct_count = serializers.IntegerField(allow_null=True)
     n_trials = serializers.IntegerField()
     practice_passed = serializers.BooleanField()
     practice_attempts = serializers.IntegerField()
+    practice_blocks = PracticeBlockStateSerializer(many=True)
     completed = serializers.BooleanField()
     completion = CompletionSerializer(allow_null=True)
+    block_scores = BlockScoreSerializer(
+        many=True, required=False, help_text="only where the design shows a score after each block"
+    )
 
 
 class SessionStartedSerializer(serializers.Serializer):

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from backend.analysis import services as analysis_services
 from backend.core.errors import ApiError
-from backend.participation import recruitment
+from backend.participation import practice, recruitment
 from backend.participation.answer_statement import Recorded, record_in_order
 from backend.participation.models import (
     Participant,
@@ -37,7 +37,6 @@ from backend.participation.models import (
     Session,
     SessionEvent,
 )
-from backend.participation.payloads import practice_trials
 from backend.participation.trial_keys import trial_key
 from backend.studies.models import Study, TaskList
 
@@ -57,6 +56,7 @@ ANSWER_PATH_FIELDS = (
     "study__id",
     "study__state",
     "study__feedback",
+    "study__block_feedback",
     "study__show_counter",
     "study__time_limit_minutes",
     "participant__id",
@@ -185,7 +185,7 @@ def _create_session(
         platform_params=arrival.params,
         browser=browser,
         n_trials=task_list.trials.count(),
-        practice_passed=not study.practice_trials.exists(),
+        practice_passed=not any(block["trials"] for block in task_list.practice_blocks or []),
         last_activity_at=now,
     )
     return Session.objects.select_related("study", "participant", "task_list").get(pk=session.pk)
@@ -328,7 +328,7 @@ def record_response(token: str, trial_index: int, answer: Answer) -> Recorded:
         next_trial_index=session.next_trial_index,
         correct_count=session.correct_count,
         correct=response.correct,
-        feedback=session.study.feedback,
+        feedback=session.study.feedback or session.study.block_feedback,
         show_counter=session.study.show_counter,
         created=created,
     )
@@ -420,10 +420,13 @@ def do_record_practice_response(
     """(session, response, created) for one practice answer in one attempt (1, 2, …)."""
     with transaction.atomic():
         session = locked_session(token)
-        practice = practice_trials(session.study)
-        if not 0 <= practice_index < len(practice):
+        slots = practice.practice_slots(session.task_list)
+        if not 0 <= practice_index < len(slots):
             raise ApiError("trial_out_of_range", f"There is no practice trial {practice_index}.")
-        if not 1 <= attempt <= session.practice_attempts + 1:
+        until_correct = session.study.practice_until_correct
+        states = practice.block_states(session, slots, until_correct)
+        block = next(state for state in states if practice_index in state.indexes)
+        if not 1 <= attempt <= block.attempts + 1:
             raise ApiError("attempt_out_of_range", f"Practice attempt {attempt} is not open.")
         stored = PracticeResponse.objects.filter(
             session=session, attempt=attempt, practice_index=practice_index
@@ -431,7 +434,7 @@ def do_record_practice_response(
         if stored is not None:
             _check_same(answer, stored, f"practice trial {practice_index}")
             return session, stored, False
-        trial = practice[practice_index]
+        trial = slots[practice_index].trial
         _check_choice(answer, len(trial.queries))
         response = PracticeResponse.objects.create(
             session=session,
@@ -441,17 +444,15 @@ def do_record_practice_response(
             correct=answer.choice == trial.correct_query,
             **answer.stored_fields(),
         )
-        _advance_practice(session, attempt, len(practice))
+        states = practice.block_states(session, slots, until_correct)
+        _advance_practice(session, states)
         return session, response, True
 
 
-def _advance_practice(session: Session, attempt: int, n_practice: int) -> None:
-    answers = PracticeResponse.objects.filter(session=session, attempt=attempt)
-    if answers.count() == n_practice:
-        all_correct = not answers.filter(correct=False).exists()
-        if all_correct or not session.study.practice_until_correct:
-            session.practice_passed = True
-    session.practice_attempts = max(session.practice_attempts, attempt)
+def _advance_practice(session: Session, states: list[practice.BlockState]) -> None:
+    """The session's practice summary: the most rounds a block needed, every block passed."""
+    session.practice_passed = all(state.passed for state in states)
+    session.practice_attempts = max((state.attempts for state in states), default=0)
     session.last_activity_at = timezone.now()
     session.save(update_fields=["practice_attempts", "practice_passed", "last_activity_at"])
 

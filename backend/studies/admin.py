@@ -82,7 +82,7 @@ class StudyPartInline(admin.TabularInline):  # type: ignore[type-arg]
 class ConditionInline(StudyPartInline):
     model = Condition
     fields = ["position", "name", "explanation", "n_references", "sides", "query_selection",
-              "visualization_preset"]  # fmt: skip
+              "visualization_preset", "unit_group", "exclusion_rules"]  # fmt: skip
     extra = 0
 
 
@@ -129,7 +129,8 @@ class TaskListAdmin(ResearcherReadOnly, admin.ModelAdmin):  # type: ignore[type-
     list_display = ["__str__", "study", "index", "sessions_started", "sessions_completed",
                     "valid_results", "retired"]  # fmt: skip
     list_filter = ["study"]
-    readonly_fields = ["study", "index", "seed", "condition_order", "sessions_started",
+    readonly_fields = ["study", "index", "seed", "condition_order", "practice_blocks",
+                       "sessions_started",
                        "sessions_completed", "valid_results", "retired"]  # fmt: skip
     inlines = [TrialInline]
 
@@ -169,11 +170,12 @@ class StudyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         ("Units", {"fields": ["unit_sets", "image_set", "units_per_set", "seed"]}),
         ("Conditions and task lists", {
             "fields": ["condition_design", "unit_repeats", "main_trials_per_list",
-                       "target_valid_responses_per_unit", "build_summary"],
+                       "target_valid_responses_per_unit", "block_schedule", "build_summary"],
             "description": "The conditions themselves are listed below the form.",
         }),
         ("Timing and display", {"fields": [
             "lockout_ms", "feedback", "feedback_delay_ms", "feedback_duration_ms", "show_counter",
+            "block_feedback",
             "break_every", "image_size_px", "min_window_width", "min_window_height", "fullscreen",
             "min_instruction_seconds"]}),
         ("Practice", {"fields": ["practice_until_correct"],

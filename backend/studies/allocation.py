@@ -11,9 +11,14 @@ Guarantees, for a `Design` that `check_design` accepts:
 - within participants: every list has the same number of trials per condition, one block per
   condition, block orders from a balanced Latin square (Williams) cycled over the lists;
   between participants: each list holds one condition and consecutive lists cycle through them;
+- with a `schedule` (within participants), the blocks follow it instead: sequences of blocks,
+  one per group of task lists (cycled), in which a condition named several times has its trials
+  split over those blocks as evenly as possible (where they do not split evenly, which blocks
+  get one more rotates with the list), and practice blocks sit where the sequence puts them;
 - catch trials sit at seeded random positions, in the blocks of the conditions named in
   `catch_conditions` (the builder names those that show references, so a "none" block is
-  never interrupted by reference images), each taking the condition of the trial it precedes.
+  never interrupted by reference images), shared out over those blocks in proportion to their
+  length, each taking the condition of the trial it precedes.
 
 Membership (which units share a list) is filled greedily, always taking the units with the most
 responses still to place, which never gets stuck (the Gale–Ryser argument). Conditions are then
@@ -23,6 +28,7 @@ of the k remaining conditions is a fractional solution.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections import Counter
@@ -49,6 +55,11 @@ class Design:
     once_per_condition: bool = False  # within only: a unit may recur, once per condition block
     catch_conditions: tuple[int, ...] | None = None  # where catch trials may go; None: anywhere
     catch_units: tuple[int, ...] = ()  # hand-picked units for catch trials; (): the study's own
+    # Block sequences, one per group of task lists (cycled): (condition, is_practice) per block;
+    # (): one block per condition in a balanced Latin-square order, practice first.
+    schedule: tuple[tuple[tuple[int, bool], ...], ...] = ()
+    # Per condition, the units it draws from (once per condition only); (): all units.
+    condition_units: tuple[tuple[int, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,8 +75,10 @@ class Slot:
 class PlannedList:
     index: int
     seed: int
-    condition_order: tuple[int, ...]
+    condition_order: tuple[int, ...]  # the condition of each main block, in order
     slots: tuple[Slot, ...]
+    # (condition, position of the first slot after it) per practice block of the schedule
+    practice: tuple[tuple[int, int], ...] = ()
 
 
 def check_design(design: Design) -> None:
@@ -79,6 +92,10 @@ def check_design(design: Design) -> None:
             f"Within participants, the {length} main trials per task list must split evenly "
             f"over the {design.n_conditions} conditions: use a multiple of {design.n_conditions}."
         )
+    if design.schedule:
+        _check_schedule(design)
+    if design.condition_units:
+        _check_condition_units(design)
     if design.once_per_condition:
         _check_once_per_condition(design)
     elif n_units < length:
@@ -96,11 +113,61 @@ def _check_once_per_condition(design: Design) -> None:
             "participants each task list has one condition."
         )
     per_condition = design.main_trials_per_list // design.n_conditions
-    if len(design.units) < per_condition:
+    pool = min((len(units) for units in design.condition_units), default=len(design.units))
+    if pool < per_condition:
+        whose = "each condition's unit group has" if design.condition_units else "the study has"
         raise DesignError(
             f"Each unit may appear at most once per condition block, so {per_condition} main "
-            f"trials per condition need at least {per_condition} units; the study has "
-            f"{len(design.units)}. Add units or shorten the task lists."
+            f"trials per condition need at least {per_condition} units; {whose} "
+            f"{pool}. Add units or shorten the task lists."
+        )
+
+
+def _check_schedule(design: Design) -> None:
+    if not design.within:
+        raise DesignError(
+            "A block schedule orders the blocks of one task list: it needs conditions within "
+            "participants."
+        )
+    per_condition = design.main_trials_per_list // design.n_conditions
+    for number, sequence in enumerate(design.schedule, start=1):
+        main = [condition for condition, practice in sequence if not practice]
+        missing = sorted(set(range(design.n_conditions)) - set(main))
+        if missing:
+            raise DesignError(
+                f"Block sequence {number} has no block of condition(s) "
+                f"{', '.join(str(c + 1) for c in missing)}: every sequence needs a block of "
+                "every condition."
+            )
+        too_many = [c for c in set(main) if main.count(c) > per_condition]
+        if too_many:
+            raise DesignError(
+                f"Block sequence {number} splits condition {too_many[0] + 1} into "
+                f"{main.count(too_many[0])} blocks, more than its {per_condition} trials per list."
+            )
+        for position, (condition, practice) in enumerate(sequence):
+            later = [c for c, p in sequence[position + 1 :] if not p]
+            if practice and condition not in later:
+                raise DesignError(
+                    f"Block sequence {number}: the practice of condition {condition + 1} must "
+                    "come before one of that condition's blocks."
+                )
+
+
+def _check_condition_units(design: Design) -> None:
+    if len(design.condition_units) != design.n_conditions:
+        raise DesignError("Give every condition its units, or none of them.")
+    if not design.once_per_condition:
+        raise DesignError(
+            "Conditions with units of their own need each unit shown once per condition block "
+            "(within participants)."
+        )
+    sizes = {len(units) for units in design.condition_units}
+    if len(sizes) > 1:
+        raise DesignError(
+            "The conditions' unit groups must be equally large (they are "
+            f"{', '.join(str(len(units)) for units in design.condition_units)} units): use a "
+            "number of units that splits evenly over the groups."
         )
 
 
@@ -112,8 +179,31 @@ def plan_task_lists(design: Design) -> list[PlannedList]:
         rng = random.Random(f"{design.seed}:list:{index}")
         slots = _ordered_slots(order, blocks, rng)
         slots = _with_catch_trials(slots, design, rng, index)
-        planned.append(PlannedList(index, rng.randrange(2**31), tuple(order), tuple(slots)))
+        practice = _practice_positions(design, index, slots)
+        planned.append(
+            PlannedList(index, rng.randrange(2**31), tuple(order), tuple(slots), practice)
+        )
     return _number_responses(planned)
+
+
+def _practice_positions(
+    design: Design, list_index: int, slots: list[Slot]
+) -> tuple[tuple[int, int], ...]:
+    """(condition, index of the first slot after it) for each practice block of the list's
+    sequence: a practice block sits just before the main block that follows it."""
+    if not design.schedule:
+        return ()
+    sequence = design.schedule[list_index % len(design.schedule)]
+    first_of_block: dict[int, int] = {}
+    for position, slot in enumerate(slots):
+        first_of_block.setdefault(slot.block, position)
+    practice, main_blocks = [], 0
+    for condition, is_practice in sequence:
+        if is_practice:
+            practice.append((condition, first_of_block[main_blocks]))
+        else:
+            main_blocks += 1
+    return tuple(practice)
 
 
 # --- membership ----------------------------------------------------------------------------
@@ -147,20 +237,48 @@ def _fill_lists(
 def _within_lists(design: Design) -> list[tuple[list[int], list[list[int]]]]:
     k = design.n_conditions
     per_condition = design.main_trials_per_list // k
-    n_lists = math.ceil(len(design.units) * design.responses_per_unit / per_condition)
-    demand = _demands(
-        design.units, design.responses_per_unit, n_lists, per_condition, f"{design.seed}:pad"
-    )
+    pools = design.condition_units or (design.units,) * k
+    n_lists = math.ceil(len(pools[0]) * design.responses_per_unit / per_condition)
     if design.once_per_condition:
-        colours = _blocks_filled_apart(design, demand, n_lists, per_condition)
+        colours = _blocks_filled_apart(design, pools, n_lists, per_condition)
     else:
+        demand = _demands(
+            design.units, design.responses_per_unit, n_lists, per_condition, f"{design.seed}:pad"
+        )
         colours = _blocks_split_from_members(design, demand, n_lists, per_condition)
+    if design.schedule:
+        return [
+            _scheduled_blocks(design, index, colouring) for index, colouring in enumerate(colours)
+        ]
     orders = williams_orders(k)
     groups = []
     for index, colouring in enumerate(colours):
         order = list(orders[index % len(orders)])
         groups.append((order, [colouring[c] for c in order]))
     return groups
+
+
+def _scheduled_blocks(
+    design: Design, index: int, colouring: list[list[int]]
+) -> tuple[list[int], list[list[int]]]:
+    """The list's main blocks in its sequence's order: each condition's units, shuffled, split
+    over that condition's blocks; where they do not split evenly, the blocks that get one more
+    rotate with the list index (Borowski et al. 2021's 12-trial none block)."""
+    sequence = design.schedule[index % len(design.schedule)]
+    order = [condition for condition, practice in sequence if not practice]
+    rng = random.Random(f"{design.seed}:split:{index}")
+    chunks: dict[int, list[list[int]]] = {}
+    for condition in sorted(set(order)):
+        units = list(colouring[condition])
+        rng.shuffle(units)
+        n_blocks = order.count(condition)
+        base, extra = divmod(len(units), n_blocks)
+        sizes = [base + ((block - index) % n_blocks < extra) for block in range(n_blocks)]
+        starts = [sum(sizes[:block]) for block in range(n_blocks)]
+        chunks[condition] = [
+            sorted(units[start : start + size]) for start, size in zip(starts, sizes, strict=True)
+        ]
+    return order, [chunks[condition].pop(0) for condition in order]
 
 
 def _blocks_split_from_members(
@@ -178,13 +296,16 @@ def _blocks_split_from_members(
 
 
 def _blocks_filled_apart(
-    design: Design, demand: dict[int, int], n_lists: int, per_condition: int
+    design: Design, pools: tuple[tuple[int, ...], ...], n_lists: int, per_condition: int
 ) -> list[list[list[int]]]:
-    """Each condition's blocks filled on their own: distinct units within a block only."""
-    by_condition = [
-        _fill_lists(demand, n_lists, per_condition, random.Random(f"{design.seed}:members:{c}"))
-        for c in range(design.n_conditions)
-    ]
+    """Each condition's blocks filled on their own, from its pool of units: distinct units
+    within a condition's trials of a list only."""
+    by_condition = []
+    for c, pool in enumerate(pools):
+        pad = f"{design.seed}:pad" + (f":{c}" if design.condition_units else "")
+        demand = _demands(pool, design.responses_per_unit, n_lists, per_condition, pad)
+        rng = random.Random(f"{design.seed}:members:{c}")
+        by_condition.append(_fill_lists(demand, n_lists, per_condition, rng))
     return [
         [sorted(by_condition[c][index]) for c in range(design.n_conditions)]
         for index in range(n_lists)
@@ -320,14 +441,37 @@ def _catch_units(slots: list[Slot], design: Design, rng: random.Random, n_catch:
 
 
 def _catch_hosts(slots: list[Slot], design: Design, rng: random.Random, n_catch: int) -> list[int]:
-    """Positions of the main slots that catch trials precede: distinct while there are enough,
-    among the slots of `design.catch_conditions` (all slots when none of those is in the list)."""
+    """Positions of the main slots that catch trials precede, among the slots of
+    `design.catch_conditions` (all slots when none of those is in the list): shared out over
+    those blocks in proportion to their length (largest remainders, ties by the seed), then
+    distinct within a block while it has enough slots."""
     allowed = design.catch_conditions
     eligible = [i for i, slot in enumerate(slots) if allowed is None or slot.condition in allowed]
     eligible = eligible or list(range(len(slots)))
-    if len(eligible) >= n_catch:
-        return rng.sample(eligible, n_catch)
-    return rng.choices(eligible, k=n_catch)
+    by_block: dict[int, list[int]] = {}
+    for position in eligible:
+        by_block.setdefault(slots[position].block, []).append(position)
+    quotas = _shares(n_catch, {block: len(positions) for block, positions in by_block.items()}, rng)
+    hosts = []
+    for block, positions in by_block.items():
+        quota = quotas[block]
+        if len(positions) >= quota:
+            hosts += rng.sample(positions, quota)
+        else:
+            hosts += rng.choices(positions, k=quota)
+    return hosts
+
+
+def _shares(total: int, weights: dict[int, int], rng: random.Random) -> dict[int, int]:
+    """`total` split over the keys in proportion to the weights (largest remainders)."""
+    whole = sum(weights.values())
+    exact = {key: total * weight / whole for key, weight in weights.items()}
+    shares = {key: math.floor(value) for key, value in exact.items()}
+    ties = {key: rng.random() for key in weights}
+    by_remainder = sorted(weights, key=lambda key: (-(exact[key] - shares[key]), ties[key]))
+    for key in by_remainder[: total - sum(shares.values())]:
+        shares[key] += 1
+    return shares
 
 
 def _number_responses(planned: list[PlannedList]) -> list[PlannedList]:
@@ -343,7 +487,5 @@ def _number_responses(planned: list[PlannedList]) -> list[PlannedList]:
             key = (slot.unit, slot.condition)
             slots.append(Slot(slot.unit, slot.condition, seen.get(key, 0), False, slot.block))
             seen[key] = seen.get(key, 0) + 1
-        numbered.append(
-            PlannedList(task_list.index, task_list.seed, task_list.condition_order, tuple(slots))
-        )
+        numbered.append(dataclasses.replace(task_list, slots=tuple(slots)))
     return numbered

@@ -39,7 +39,7 @@ class ConditionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg
     class Meta:
         model = Condition
         fields = ["name", "explanation", "n_references", "sides", "query_selection",
-                  "visualization_preset"]  # fmt: skip
+                  "visualization_preset", "unit_group", "exclusion_rules"]  # fmt: skip
 
 
 class StudySerializer(serializers.ModelSerializer):  # type: ignore[type-arg]

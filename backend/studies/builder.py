@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from backend.stimuli.models import Unit
-from backend.studies import allocation, content
-from backend.studies.models import Condition, Study
+from backend.studies import allocation, content, validation
+from backend.studies.models import Condition, PracticeTrial, Study
 
 MISSING_TEXT = {
     "exemplars": "no exemplars{image_set}",
@@ -57,6 +58,8 @@ class BuiltList:
     seed: int
     condition_order: list[str]
     trials: list[BuiltTrial]
+    # {"before": first main trial index after it, "condition": name or None, "trials": [ids]}
+    practice_blocks: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -78,6 +81,53 @@ def study_units(study: Study) -> list[Unit]:
     return chosen
 
 
+def block_schedule(
+    study: Study, conditions: list[Condition]
+) -> tuple[tuple[tuple[int, bool], ...], ...]:
+    """The study's block schedule as (condition position, is_practice) per block."""
+    if validation.block_schedule_error(study.block_schedule):
+        raise BuildRefused(str(validation.block_schedule_error(study.block_schedule)))
+    positions = {condition.name: i for i, condition in enumerate(conditions)}
+    schedule = []
+    for number, sequence in enumerate(study.block_schedule or [], start=1):
+        blocks = []
+        for entry in sequence:
+            name, practice = validation.parse_block_entry(entry)
+            if name not in positions:
+                raise BuildRefused(
+                    f"Block sequence {number} names {name!r}, which is not one of the study's "
+                    f"conditions ({', '.join(positions)})."
+                )
+            blocks.append((positions[name], practice))
+        schedule.append(tuple(blocks))
+    return tuple(schedule)
+
+
+def condition_units(
+    study: Study, units: list[Unit], conditions: list[Condition]
+) -> tuple[tuple[int, ...], ...]:
+    """Per condition, the units of its group (`Condition.unit_group`): the study's units split
+    at random, by the seed, into equal groups; () when no condition names a group."""
+    groups = [condition.unit_group for condition in conditions]
+    if all(group is None for group in groups):
+        return ()
+    if any(group is None for group in groups):
+        raise BuildRefused(
+            "Some conditions have a unit group and some do not: give every condition one, or none."
+        )
+    n_groups = max(group for group in groups if group is not None) + 1
+    if len(units) % n_groups:
+        raise BuildRefused(
+            f"The conditions use {n_groups} unit groups, which need a number of units that splits "
+            f"evenly; the study has {len(units)}."
+        )
+    ids = [unit.pk for unit in units]
+    random.Random(f"{study.seed}:unit-groups").shuffle(ids)
+    size = len(ids) // n_groups
+    parts = [tuple(sorted(ids[g * size : (g + 1) * size])) for g in range(n_groups)]
+    return tuple(parts[group] for group in groups if group is not None)
+
+
 def design_for(
     study: Study, units: list[Unit], conditions: list[Condition], catch_units: list[Unit]
 ) -> allocation.Design:
@@ -92,6 +142,8 @@ def design_for(
         once_per_condition=study.unit_repeats == Study.UnitRepeats.ONCE_PER_CONDITION,
         catch_conditions=_catch_conditions(conditions),
         catch_units=tuple(unit.pk for unit in catch_units),
+        schedule=block_schedule(study, conditions),
+        condition_units=condition_units(study, units, conditions),
     )
 
 
@@ -115,11 +167,48 @@ def build(study: Study) -> Build:
     shown = list({unit.pk: unit for unit in units + catch_units}.values())
     stimuli = content.load_stimuli([unit.pk for unit in shown], study.image_set_id)
     _refuse_missing(study, conditions, stimuli, shown)
+    practice_trials = list(study.practice_trials.order_by("index", "pk"))
     task_lists = [
         _built_list(study, conditions, stimuli, plan, repeat_references=not catch_units)
         for plan in planned
     ]
+    for task_list, plan in zip(task_lists, planned, strict=True):
+        task_list.practice_blocks.extend(_practice_blocks(conditions, practice_trials, plan))
     return Build(task_lists, _practice(study, conditions), [unit.pk for unit in units])
+
+
+def _practice_blocks(
+    conditions: list[Condition], practice_trials: list[PracticeTrial], plan: allocation.PlannedList
+) -> list[dict[str, Any]]:
+    """The list's practice blocks. Without a schedule: one block first, of the practice trials
+    without a condition and those of the list's conditions. With one: the practice trials
+    without a condition first, then each condition's where the schedule puts its practice."""
+    untagged = [p.pk for p in practice_trials if p.condition_id is None]
+    by_condition = {
+        i: [p.pk for p in practice_trials if p.condition_id == condition.pk]
+        for i, condition in enumerate(conditions)
+    }
+    if not plan.practice:
+        shown = set(plan.condition_order)
+        trials = [p.pk for p in practice_trials if p.pk in untagged or any(
+            p.pk in by_condition[i] for i in shown)]  # fmt: skip
+        return [{"before": 0, "condition": None, "trials": trials}] if trials else []
+    blocks: list[dict[str, Any]] = []
+    if untagged:
+        blocks.append({"before": 0, "condition": None, "trials": untagged})
+    for condition, before in plan.practice:
+        if not by_condition[condition]:
+            name = conditions[condition].name
+            raise BuildRefused(
+                f"The block schedule has a practice block of {name!r}, but the study has no "
+                f"practice trials of that condition: add some (Practice trials, condition "
+                f"{name!r}) or take 'practice:{name}' out of the schedule."
+            )
+        blocks.append(
+            {"before": before, "condition": conditions[condition].name,
+             "trials": by_condition[condition]}
+        )  # fmt: skip
+    return blocks
 
 
 def _refuse_missing(
@@ -180,7 +269,7 @@ def _built_list(
             )  # fmt: skip
         )
     order = [conditions[position].name for position in plan.condition_order]
-    return BuiltList(plan.index, plan.seed, order, trials)
+    return BuiltList(plan.index, plan.seed, order, trials, [])
 
 
 def _practice(study: Study, conditions: list[Condition]) -> list[tuple[int, content.TrialContent]]:

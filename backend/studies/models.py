@@ -118,6 +118,18 @@ class Study(models.Model):
         verbose_name="each unit appears",
         help_text="among a task list's main trials",
     )
+    block_schedule = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=(
+            "optional, within participants: the order of the blocks, as a list of sequences, one "
+            "per group of task lists (cycled). A sequence lists condition names, one per block "
+            "(a name given several times splits that condition's trials over several blocks), and "
+            '"practice:NAME" where that condition\'s practice trials come, e.g. '
+            '[["practice:none", "none", "natural", "none"]]. Empty: one block per condition in a '
+            "balanced Latin-square order, all practice first"
+        ),
+    )
     main_trials_per_list = models.PositiveIntegerField(
         default=40, validators=[MinValueValidator(1), MaxValueValidator(1000)]
     )
@@ -138,6 +150,13 @@ class Study(models.Model):
     )
     show_counter = models.BooleanField(
         default=False, help_text="a running count of correct answers"
+    )
+    block_feedback = models.BooleanField(
+        default=False,
+        help_text=(
+            "after each block, show how many of its trials were answered correctly (Borowski "
+            "et al. 2021)"
+        ),
     )
     break_every = models.PositiveIntegerField(
         default=0, help_text="a break after every N main trials; 0: breaks between blocks only"
@@ -266,6 +285,25 @@ class Condition(models.Model):
     visualization_preset = models.CharField(
         max_length=32, blank=True, help_text="synthetic references: the Visualization preset"
     )
+    unit_group = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(99)],
+        help_text=(
+            "optional (with each unit once per condition block): the study's units are split at "
+            "random, by the seed, into equal groups 0, 1, …, one per number used, and this "
+            "condition shows only group N's units (Borowski et al. 2021, Exp. II: a different "
+            "set of units for each reference condition); empty in every condition: all units"
+        ),
+    )
+    exclusion_rules = models.JSONField(
+        null=True,
+        blank=True,
+        help_text=(
+            "optional, between participants: exclusion rules for this condition's participants "
+            "instead of the study's (Zimmermann et al. 2021's none condition); empty: the study's"
+        ),
+    )
 
     class Meta:
         ordering = ["study", "position", "pk"]
@@ -282,8 +320,15 @@ class Condition(models.Model):
 
     def clean(self) -> None:
         errors = validation.condition_errors(self)
-        if self.study_id is not None and Study.objects.get(pk=self.study_id).is_design_frozen:
+        study = Study.objects.filter(pk=self.study_id).first() if self.study_id else None
+        if study is not None and study.is_design_frozen:
             errors["name"] = "The study is no longer a draft or pilot: its conditions are fixed."
+        within = study is not None and study.condition_design == Study.ConditionDesign.WITHIN
+        if within and self.exclusion_rules is not None:
+            errors["exclusion_rules"] = (
+                "Rules of a condition's own apply to its participants, so they need conditions "
+                "between participants; within participants everyone does every condition."
+            )
         if errors:
             raise ValidationError(errors)
 
@@ -322,6 +367,14 @@ class TaskList(models.Model):
     index = models.PositiveIntegerField()
     seed = models.BigIntegerField()
     condition_order = models.JSONField(default=list, help_text="condition names, block order")
+    practice_blocks = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=(
+            'the practice blocks, in order: {"before": index of the first main trial after it, '
+            '"condition": name or null, "trials": practice trial ids}'
+        ),
+    )
     sessions_started = models.PositiveIntegerField(default=0)
     sessions_completed = models.PositiveIntegerField(default=0)
     valid_results = models.PositiveIntegerField(default=0)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backend.analysis.exclusion_rules import IMI_RULES, NO_RULES, ExclusionRules
+from backend.studies.allocation import williams_orders
 
 REFERENCE_QUESTION = "Which image at the centre also strongly activates the unit?"
 OCCLUSION_QUESTION = "Which of the two images does the network favour?"
@@ -53,11 +54,34 @@ def _rules(rules: ExclusionRules) -> dict[str, Any]:
     return dataclasses.asdict(rules)
 
 
+def _borowski_sequence(first: str, second: str) -> list[str]:
+    """Borowski et al. 2021, Exp. I: two none blocks (after their practice), the practice of
+    both reference conditions, their main blocks alternating three times, two more none blocks."""
+    return [
+        "practice:none", "none", "none", f"practice:{first}", f"practice:{second}",
+        *[first, second] * 3, "none", "none",
+    ]  # fmt: skip
+
+
+def _references_sequence(order: tuple[int, ...]) -> list[str]:
+    """Borowski et al. 2021, Exp. II: per reference condition, in `order`, the practice of its
+    synthetic and natural references, then their main blocks alternating twice."""
+    sequence = []
+    for group in order:
+        synthetic, natural = (
+            c["name"] for c in BOROWSKI_REFERENCE_CONDITIONS[2 * group : 2 * group + 2]
+        )
+        sequence += [f"practice:{synthetic}", f"practice:{natural}", *[synthetic, natural] * 2]
+    return sequence
+
+
 # Borowski et al. 2021, Experiment I (lab): every participant sees each of 45 units once in each
-# of the three conditions (45 main trials per condition, in blocks of 15 with breaks), 3 catch
-# trials per block of natural or synthetic references; after each answer the correct image is
-# shown after 500 ms for 1.5 s; 10 participants. The lab study excluded nobody; the rules are
-# those of its online replication (catch accuracy at least 0.6, instructions read for 15 s).
+# of the three conditions: none in four blocks (11, 11, 11 and 12 trials, the 12 rotating over
+# participants), synthetic and natural in three blocks of 15 each, alternating, with 3 catch
+# trials per block; odd and even participants swap synthetic and natural. Each condition's
+# practice comes just before its first block. After each answer the correct image is shown after
+# 500 ms for 1.5 s; breaks between blocks; 10 participants. The lab study excluded nobody; the
+# rules are those of its online replication (catch accuracy at least 0.6, instructions 15 s).
 BOROWSKI_FIELDS: dict[str, Any] = {
     "paradigm": "reference_choice",
     "question": REFERENCE_QUESTION,
@@ -65,13 +89,18 @@ BOROWSKI_FIELDS: dict[str, Any] = {
     "unit_repeats": "condition",
     "main_trials_per_list": 135,
     "catch_trials_per_list": 18,
+    "block_schedule": [
+        _borowski_sequence("synthetic", "natural"),
+        _borowski_sequence("natural", "synthetic"),
+    ],
     "target_valid_responses_per_unit": 10,
     "feedback": True,
     "feedback_delay_ms": 500,
     "feedback_duration_ms": 1500,
     "show_counter": False,
+    "block_feedback": True,
     "lockout_ms": 0,
-    "break_every": 15,
+    "break_every": 0,
     "practice_until_correct": False,
     "min_instruction_seconds": 0,
     "fullscreen": True,
@@ -81,26 +110,31 @@ BOROWSKI_FIELDS: dict[str, Any] = {
 }
 
 # Experiment II: the four reference conditions (1 or 9 references, max only or min + max), each
-# with natural and with synthetic references, over 20 units: 20 trials of each of the 8
-# conditions, in blocks of 10 main and 2 catch trials.
+# with synthetic and with natural references, each over its own 20 units (unit groups 0–3, 80
+# units in all): per reference condition, in an order balanced over four groups of participants,
+# the practice of both, then synthetic and natural blocks of 10 main and 2 catch trials
+# alternating twice (160 + 32 trials).
+BOROWSKI_REFERENCE_CONDITIONS = [
+    {**make(f"{name}-{n}-{sides.replace('_', '-')}", n=n, sides=sides), "unit_group": group}
+    for group, (n, sides) in enumerate(
+        (n, sides) for n in (1, 9) for sides in ("max_only", "min_max")
+    )
+    for name, make in (("synthetic", _synthetic), ("natural", _natural))
+]
 BOROWSKI_REFERENCES_FIELDS: dict[str, Any] = {
     **BOROWSKI_FIELDS,
     "main_trials_per_list": 160,
     "catch_trials_per_list": 32,
-    "break_every": 10,
+    "block_schedule": [_references_sequence(order) for order in williams_orders(4)],
 }
-BOROWSKI_REFERENCE_CONDITIONS = [
-    make(f"{name}-{n}-{sides.replace('_', '-')}", n=n, sides=sides)
-    for n in (1, 9)
-    for sides in ("max_only", "min_max")
-    for name, make in (("synthetic", _synthetic), ("natural", _natural))
-]
 
 IMI_FIELDS: dict[str, Any] = {
     "paradigm": "reference_choice",
     "question": REFERENCE_QUESTION,
     "condition_design": "between",
     "unit_repeats": "list",
+    "block_schedule": [],
+    "block_feedback": False,
     "main_trials_per_list": 40,
     "catch_trials_per_list": 5,
     "target_valid_responses_per_unit": 30,
@@ -123,6 +157,8 @@ OCCLUSION_FIELDS: dict[str, Any] = {
     "question": OCCLUSION_QUESTION,
     "condition_design": "between",
     "unit_repeats": "list",
+    "block_schedule": [],
+    "block_feedback": False,
     "main_trials_per_list": 18,
     "catch_trials_per_list": 3,
     "target_valid_responses_per_unit": 50,
@@ -146,6 +182,17 @@ OCCLUSION_FIELDS: dict[str, Any] = {
         )
     ),
 }
+
+# Its none condition ran without practice and with laxer thresholds.
+ZIMMERMANN_NONE_RULES = _rules(
+    dataclasses.replace(
+        NO_RULES,
+        min_catch_accuracy=0.6,
+        min_instruction_seconds=15.0,
+        min_total_seconds=40.0,
+        max_total_seconds=900.0,
+    )
+)
 
 PRESETS: dict[str, Preset] = {
     "borowski2021": Preset(
@@ -176,7 +223,7 @@ PRESETS: dict[str, Preset] = {
         "Zimmermann et al. 2021 (NeurIPS): counterfactual occlusion",
         OCCLUSION_FIELDS,
         [
-            _none(sides="max_only"),
+            {**_none(sides="max_only"), "exclusion_rules": ZIMMERMANN_NONE_RULES},
             _natural(sides="max_only"),
             _synthetic(sides="max_only", preset="lucent"),
             {**_synthetic("mixed", sides="max_only", preset="lucent"), "explanation": "mixed"},

@@ -141,7 +141,13 @@ def do_build_task_lists(study: Study) -> dict[str, Any]:
     study.task_lists.all().delete()
     lists = TaskList.objects.bulk_create(
         [
-            TaskList(study=study, index=b.index, seed=b.seed, condition_order=b.condition_order)
+            TaskList(
+                study=study,
+                index=b.index,
+                seed=b.seed,
+                condition_order=b.condition_order,
+                practice_blocks=b.practice_blocks,
+            )  # fmt: skip
             for b in built.task_lists
         ]
     )

@@ -78,11 +78,47 @@ def study_errors(study: Study) -> dict[str, str]:
             "A unit can recur once per condition only within participants; between "
             "participants each task list has one condition."
         )
+    schedule_error = block_schedule_error(study.block_schedule)
+    if schedule_error:
+        errors["block_schedule"] = schedule_error
+    elif study.block_schedule and study.condition_design != study.ConditionDesign.WITHIN:
+        errors["block_schedule"] = (
+            "A block schedule orders the blocks of one task list: it needs conditions within "
+            "participants (or leave it empty)."
+        )
     if not study.completion_code.strip():
         errors["completion_code"] = "Set a completion code (Prolific checks it on return)."
     if study.min_window_width < 200 or study.min_window_height < 200:
         errors["min_window_width"] = "The minimum window must be at least 200 × 200 pixels."
     return errors
+
+
+def block_schedule_error(schedule: Any) -> str | None:
+    """What is wrong with the shape of a block schedule (condition names are checked by the
+    builder, which knows the conditions); None when it is a list of lists of names."""
+    example = 'e.g. [["practice:none", "none", "natural", "synthetic", "none"]]'
+    if schedule in (None, []):
+        return None
+    if not isinstance(schedule, list) or not all(isinstance(seq, list) for seq in schedule):
+        return f"The block schedule is a list of block sequences, each a list of names, {example}."
+    for number, sequence in enumerate(schedule, start=1):
+        if not sequence:
+            return f"Block sequence {number} is empty."
+        for entry in sequence:
+            name = entry.removeprefix("practice:") if isinstance(entry, str) else None
+            if not name or not name.replace("-", "").replace("_", "").isalnum():
+                return (
+                    f"Block sequence {number}: {entry!r} is neither a condition name nor "
+                    f'"practice:" and a condition name, {example}.'
+                )
+    return None
+
+
+def parse_block_entry(entry: str) -> tuple[str, bool]:
+    """(condition name, is_practice) of one entry of a block sequence."""
+    if entry.startswith("practice:"):
+        return entry.removeprefix("practice:"), True
+    return entry, False
 
 
 def condition_errors(condition: Condition) -> dict[str, str]:
@@ -94,4 +130,9 @@ def condition_errors(condition: Condition) -> dict[str, str]:
         errors["n_references"] = "Show at least one reference image, or choose 'none'."
     if explanation == "mixed" and condition.n_references != 9:
         errors["n_references"] = "The mixed condition shows 9 references (5 natural + 4 synthetic)."
+    if condition.exclusion_rules is not None:
+        try:
+            exclusion_rules_from_json(condition.exclusion_rules)
+        except ValueError as err:
+            errors["exclusion_rules"] = str(err)
     return errors

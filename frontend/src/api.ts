@@ -24,6 +24,8 @@ export interface Study {
   timing: StudyTiming;
   feedback: boolean;
   show_counter: boolean;
+  /** After each block, how many of its trials were answered correctly (absent: no). */
+  block_feedback?: boolean;
   break_every: number;
   image_size_px: number;
   preload_ahead: number;
@@ -49,12 +51,28 @@ export interface Completion {
   message: string;
 }
 
+/** One practice block of the session: where it comes and how far the participant got. */
+export interface PracticeBlockState {
+  /** The `block` of this block's practice trials. */
+  block: number;
+  /** Index of the first main trial after the block. */
+  before: number;
+  size: number;
+  /** Rounds started so far. */
+  attempts: number;
+  passed: boolean;
+}
+
 export interface SessionState {
   next_trial_index: number;
   correct_count: number | null;
   n_trials: number;
   practice_passed: boolean;
   practice_attempts: number;
+  /** Absent from older servers: then all practice is one block before the first trial. */
+  practice_blocks?: PracticeBlockState[];
+  /** Only where the design scores each block: answers stored per block before this page load. */
+  block_scores?: Array<{ block: number; answered: number; correct: number }>;
   completed: boolean;
   completion: Completion | null;
 }

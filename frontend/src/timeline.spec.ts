@@ -9,6 +9,7 @@ import { EventLog } from "./events";
 import { Outbox } from "./outbox";
 import { MemoryStore } from "./outbox-store";
 import {
+  BlockScores,
   buildTimeline,
   choiceTrial,
   isResuming,
@@ -68,7 +69,7 @@ function makeSession(overrides: Partial<SessionStart["state"]> = {}): SessionSta
 }
 
 /** A fake API: practice answers are right except those listed as wrong for an attempt. */
-function fakeServer(wrongPractice: Record<number, number[]> = {}) {
+function fakeServer(wrongPractice: Record<number, number[]> = {}, wrongMain: number[] = []) {
   const puts: string[] = [];
   const posts: Array<{ url: string; body: unknown }> = [];
   const fetchMock = async (url: RequestInfo | URL, init?: RequestInit) => {
@@ -87,7 +88,9 @@ function fakeServer(wrongPractice: Record<number, number[]> = {}) {
         { status: 201 },
       );
     }
-    return Response.json({ feedback: { correct: true }, correct_count: 1 }, { status: 201 });
+    const main = /\/responses\/(\d+)$/.exec(path);
+    const correct = !wrongMain.includes(Number(main?.[1]));
+    return Response.json({ feedback: { correct }, correct_count: 1 }, { status: 201 });
   };
   return { fetch: fetchMock as typeof fetch, puts, posts };
 }
@@ -206,6 +209,140 @@ describe("the timeline", () => {
       .map((d: Record<string, unknown>) => d.psylens_stage)
       .filter(Boolean);
     expect(stages).toEqual(["welcome_back", "browser_check", "break"]);
+  });
+
+  /** Two practice blocks (Borowski et al. 2021): trials 0–2 in block 0, 3–4 in block 1. */
+  function blockedSession(overrides: Partial<SessionStart["state"]> = {}): SessionStart {
+    const session = makeSession({
+      practice_blocks: [
+        { block: 0, before: 0, size: 1, attempts: 0, passed: false },
+        { block: 1, before: 3, size: 2, attempts: 0, passed: false },
+      ],
+      ...overrides,
+    });
+    session.study = { ...STUDY, break_every: 0 };
+    session.practice = [makeTrial(0), { ...makeTrial(1), block: 1 }, { ...makeTrial(2), block: 1 }];
+    session.trials = session.trials.map((t) => ({ ...t, block: t.index < 3 ? 0 : 1 }));
+    return session;
+  }
+
+  test("it runs each practice block just before the main trials that follow it", async () => {
+    const { server, getData } = await run(blockedSession());
+
+    expect(server.puts).toEqual([
+      "/api/v1/sessions/tok/practice/1/0",
+      ...[0, 1, 2].map((i) => `/api/v1/sessions/tok/responses/${i}`),
+      "/api/v1/sessions/tok/practice/1/1",
+      "/api/v1/sessions/tok/practice/1/2",
+      ...[3, 4].map((i) => `/api/v1/sessions/tok/responses/${i}`),
+    ]);
+    const stages = getData()
+      .values()
+      .map((d: Record<string, unknown>) => d.psylens_stage)
+      .filter(Boolean);
+    expect(stages).toEqual([
+      "consent",
+      "browser_check",
+      "instructions",
+      "practice_intro",
+      "practice_summary",
+      "practice_intro",
+      "practice_summary",
+    ]);
+  });
+
+  test("a block's practice loops on its own, counting its own attempts", async () => {
+    const { server } = await run(
+      blockedSession({
+        practice_blocks: [
+          { block: 0, before: 0, size: 1, attempts: 1, passed: true },
+          { block: 1, before: 3, size: 2, attempts: 0, passed: false },
+        ],
+      }),
+      fakeServer({ 1: [2] }),
+    );
+
+    expect(server.puts.filter((url) => url.includes("/practice/"))).toEqual([
+      "/api/v1/sessions/tok/practice/1/1",
+      "/api/v1/sessions/tok/practice/1/2",
+      "/api/v1/sessions/tok/practice/2/1",
+      "/api/v1/sessions/tok/practice/2/2",
+    ]);
+  });
+
+  test("a session resumed after a block's main trials starts with the next block's practice", async () => {
+    const { server, getData } = await run(
+      blockedSession({
+        next_trial_index: 3,
+        practice_attempts: 1,
+        practice_blocks: [
+          { block: 0, before: 0, size: 1, attempts: 1, passed: true },
+          { block: 1, before: 3, size: 2, attempts: 0, passed: false },
+        ],
+      }),
+    );
+
+    expect(server.puts).toEqual([
+      "/api/v1/sessions/tok/practice/1/1",
+      "/api/v1/sessions/tok/practice/1/2",
+      "/api/v1/sessions/tok/responses/3",
+      "/api/v1/sessions/tok/responses/4",
+    ]);
+    const stages = getData()
+      .values()
+      .map((d: Record<string, unknown>) => d.psylens_stage)
+      .filter(Boolean);
+    expect(stages).toEqual(["welcome_back", "browser_check", "practice_intro", "practice_summary"]);
+  });
+
+  test("there is a break between two blocks that no practice separates", async () => {
+    const session = blockedSession({
+      practice_blocks: [{ block: 0, before: 0, size: 1, attempts: 1, passed: true }],
+    });
+    session.practice = [makeTrial(0)];
+    const { getData } = await run(session);
+
+    const stages = getData()
+      .values()
+      .map((d: Record<string, unknown>) => d.psylens_stage)
+      .filter(Boolean);
+    expect(stages).toEqual(["consent", "browser_check", "instructions", "break"]);
+    const breaks = getData().filter({ psylens_stage: "break" }).values();
+    expect(String(breaks[0].stimulus)).toContain("3 of 5");
+  });
+
+  test("with block feedback, the break after a block says how many of its trials were right", async () => {
+    const session = blockedSession({
+      practice_blocks: [{ block: 0, before: 0, size: 1, attempts: 1, passed: true }],
+    });
+    session.study = { ...session.study, block_feedback: true };
+    const { getData } = await run(session, fakeServer({}, [1]));
+
+    const breaks = getData().filter({ psylens_stage: "break" }).values();
+    expect(breaks).toHaveLength(1);
+    expect(String(breaks[0].stimulus)).toContain("You got 2 out of 3 trials correct.");
+  });
+
+  test("after a reload, the block's score adds the answers stored before it", async () => {
+    const session = blockedSession({
+      next_trial_index: 2,
+      practice_blocks: [{ block: 0, before: 0, size: 1, attempts: 1, passed: true }],
+      block_scores: [{ block: 0, answered: 2, correct: 0 }],
+    });
+    session.study = { ...session.study, block_feedback: true };
+    const { getData } = await run(session);
+
+    const breaks = getData().filter({ psylens_stage: "break" }).values();
+    expect(String(breaks[0].stimulus)).toContain("You got 1 out of 3 trials correct.");
+  });
+
+  test("a block score does not wait for ever on an answer still being saved", async () => {
+    const scores = new BlockScores(blockedSession(), 20);
+    scores.record(0, Promise.resolve({ correct: true }));
+    scores.record(0, new Promise(() => {})); // offline: never acknowledged in time
+
+    const text = await scores.score(0);
+    expect(text).toContain("You got 1 out of the 1 trials scored so far correct (3 in the block");
   });
 
   test("it records the instructions' reading time as an event", async () => {

@@ -11,6 +11,7 @@ import HtmlButtonResponsePlugin from "@jspsych/plugin-html-button-response";
 import type { JsPsych } from "jspsych";
 
 import {
+  type PracticeBlockState,
   type ResponseAnswer,
   type ResponseBody,
   type SessionStart,
@@ -205,17 +206,44 @@ export function instructionsTrial(study: Study, events: ExperimentContext["event
   );
 }
 
-/** Practice rounds (attempt 1, 2, …) until every answer of a round is correct. */
-export function practiceBlock(ctx: ExperimentContext): TimelineNode | null {
+/** The session's practice blocks, each with its trials; one block before the first trial when
+ * the server does not say (older servers). */
+export function practiceBlocks(
+  session: SessionStart,
+): Array<{ state: PracticeBlockState; trials: Trial[] }> {
+  const { practice, state } = session;
+  const states = state.practice_blocks ?? [
+    {
+      block: 0,
+      before: 0,
+      size: practice.length,
+      attempts: state.practice_attempts,
+      passed: state.practice_passed,
+    },
+  ];
+  return states.map((block) => ({
+    state: block,
+    trials: state.practice_blocks ? practice.filter((t) => t.block === block.block) : practice,
+  }));
+}
+
+/** Rounds (attempt 1, 2, …) of one practice block until every answer of a round is correct. */
+export function practiceBlock(
+  ctx: ExperimentContext,
+  block: PracticeBlockState,
+  practice: Trial[],
+  first: boolean,
+): TimelineNode | null {
   const { session, jsPsych, outbox } = ctx;
-  const { study, practice, token } = session;
-  if (practice.length === 0 || session.state.practice_passed) return null;
-  let attempt = session.state.practice_attempts;
+  const { study, token } = session;
+  if (practice.length === 0 || block.passed) return null;
+  let attempt = block.attempts;
   let verdicts: Array<Promise<boolean>> = [];
   let passed = false;
   let correct = 0;
   const preloader = new ImagePreloader(practice, study.preload_ahead, ctx.imageLoader);
-  preloader.advanceTo(0);
+  // The first block loads while the participant reads the instructions; a later one from its intro.
+  if (first) preloader.advanceTo(0);
 
   const newRound = {
     type: CallFunctionPlugin,
@@ -227,10 +255,10 @@ export function practiceBlock(ctx: ExperimentContext): TimelineNode | null {
   const intro = button(
     () =>
       attempt === 1
-        ? `<p>First, ${practice.length} practice trials. After each you will see whether you were right.</p>`
+        ? `<p>${first ? "First" : "Before the next part"}, ${practice.length} practice trials. After each you will see whether you were right.</p>`
         : `<p>Practice, round ${attempt}: let's try the practice trials again.</p>`,
     "Start practice",
-    { data: { psylens_stage: "practice_intro" } },
+    { data: { psylens_stage: "practice_intro" }, on_start: () => preloader.advanceTo(0) },
   );
   const trials = practice.map((trial, position) => ({
     ...choiceTrial(study, trial),
@@ -265,7 +293,7 @@ export function practiceBlock(ctx: ExperimentContext): TimelineNode | null {
   const summary = button(
     () =>
       passed
-        ? "<p>All practice answers were right. Now the main part begins.</p>"
+        ? "<p>All practice answers were right. Now the main trials begin.</p>"
         : `<p>${correct} of ${practice.length} practice answers were right. The practice repeats until all are right.</p>`,
     "Continue",
     { data: { psylens_stage: "practice_summary" } },
@@ -273,48 +301,129 @@ export function practiceBlock(ctx: ExperimentContext): TimelineNode | null {
   return { timeline: [newRound, intro, ...trials, check, summary], loop_function: () => !passed };
 }
 
-function breakTrial(done: number, total: number): TimelineNode {
+function breakTrial(done: number, total: number, score: () => string = () => ""): TimelineNode {
   return button(
-    `<p>Time for a short break. You have done ${done} of ${total} trials.</p><p>Continue when you are ready.</p>`,
+    () =>
+      `${score()}<p>Time for a short break. You have done ${done} of ${total} trials.</p><p>Continue when you are ready.</p>`,
     "Continue",
     { data: { psylens_stage: "break" } },
   );
 }
 
-/** The main trials still to do, with a break every `break_every` trials and the progress bar. */
-export function mainBlock(ctx: ExperimentContext, remaining: Trial[]): TimelineNode[] {
+/** How long the score after a block waits for the server to score the block's last answers. */
+export const BLOCK_SCORE_WAIT_MS = 5000;
+
+/**
+ * The score after each block (Borowski et al. 2021: "You got X out of N trials correct"): the
+ * answers stored before this page load (the server's `block_scores`) plus this load's
+ * acknowledgements, waiting a little for those still on their way.
+ */
+export class BlockScores {
+  private verdicts = new Map<number, Array<Promise<boolean | null>>>();
+
+  constructor(
+    private session: SessionStart,
+    private waitMs = BLOCK_SCORE_WAIT_MS,
+  ) {}
+
+  record(block: number, ack: Promise<ResponseFeedback>): void {
+    const verdict = ack.then((f) => (f.correct === undefined ? null : f.correct)).catch(() => null);
+    this.verdicts.set(block, [...(this.verdicts.get(block) ?? []), verdict]);
+  }
+
+  /** A call-function node that waits for the block's verdicts and sets the text `text()` gives. */
+  node(block: number, jsPsych: JsPsych): { wait: TimelineNode; text: () => string } {
+    let text = "";
+    const wait = {
+      type: CallFunctionPlugin,
+      async: true,
+      func: (done: () => void) => {
+        jsPsych.getDisplayElement().innerHTML = "<p>Saving your answers…</p>";
+        void this.score(block).then((score) => {
+          text = score;
+          done();
+        });
+      },
+    };
+    return { wait, text: () => text };
+  }
+
+  async score(block: number): Promise<string> {
+    const size = this.session.trials.filter((t) => t.block === block).length;
+    const before = this.session.state.block_scores?.find((s) => s.block === block);
+    const timeout = new Promise<null>((resolve) => setTimeout(() => resolve(null), this.waitMs));
+    const verdicts = await Promise.all(
+      (this.verdicts.get(block) ?? []).map((v) => Promise.race([v, timeout])),
+    );
+    const known = verdicts.filter((v): v is boolean => v !== null);
+    const correct = (before?.correct ?? 0) + known.filter(Boolean).length;
+    const answered = (before?.answered ?? 0) + known.length;
+    if (answered >= size)
+      return `<p class="pl-score">You got ${correct} out of ${size} trials correct.</p>`;
+    return `<p class="pl-score">You got ${correct} out of the ${answered} trials scored so far correct (${size} in the block; the rest are still being saved).</p>`;
+  }
+}
+
+/**
+ * The main trials still to do, with the progress bar, a break every `break_every` trials and
+ * between blocks, and the practice blocks in `practiceBefore` (main trial index → node) just
+ * before the first remaining trial at or after that index.
+ */
+export function mainBlock(
+  ctx: ExperimentContext,
+  remaining: Trial[],
+  practiceBefore: Array<[number, TimelineNode]> = [],
+): TimelineNode[] {
   const { session, jsPsych, outbox } = ctx;
   const { study, token } = session;
   const total = session.state.n_trials || session.trials.length;
   let done = total - remaining.length;
   const preloader = new ImagePreloader(remaining, study.preload_ahead, ctx.imageLoader);
+  const scores = new BlockScores(session);
   const setProgress = () => {
     if (jsPsych.progressBar) jsPsych.progressBar.progress = total > 0 ? done / total : 1;
   };
   // Start loading the first trials now, while the participant reads consent and instructions.
   preloader.advanceTo(0);
   const nodes: TimelineNode[] = [{ type: CallFunctionPlugin, func: setProgress }];
+  const pending = [...practiceBefore].sort(([a], [b]) => a - b);
+  const practiceUpTo = (index: number): TimelineNode[] => {
+    const due: TimelineNode[] = [];
+    while (pending.length > 0 && pending[0][0] <= index) due.push(pending.shift()![1]);
+    return due;
+  };
   remaining.forEach((trial, position) => {
+    nodes.push(...practiceUpTo(trial.index));
     nodes.push({
       ...choiceTrial(study, trial),
       show_feedback: study.feedback,
       counter: () => (study.show_counter ? ctx.progress.correctCount : null),
       on_start: () => preloader.advanceTo(position),
-      on_response: ((choice, confidence, rt, data) =>
-        outbox
+      on_response: ((choice, confidence, rt, data) => {
+        const sent = outbox
           .send(
             responseKey(token, trial.index),
             urls.response(token, trial.index),
             responseBody(choice, confidence, rt, data),
           )
-          .then(feedbackOf)) satisfies OnResponse,
+          .then(feedbackOf);
+        if (study.block_feedback) scores.record(trial.block, sent);
+        return sent;
+      }) satisfies OnResponse,
       on_finish: () => {
         done += 1;
         setProgress();
       },
     });
-    const isLast = position === remaining.length - 1;
-    if (study.break_every > 0 && (trial.index + 1) % study.break_every === 0 && !isLast) {
+    const next = remaining[position + 1];
+    if (next === undefined) return;
+    const everyN = study.break_every > 0 && (trial.index + 1) % study.break_every === 0;
+    const practiceNext = pending.length > 0 && pending[0][0] <= next.index;
+    const blockEnds = next.block !== trial.block;
+    if (blockEnds && study.block_feedback) {
+      const { wait, text } = scores.node(trial.block, jsPsych);
+      nodes.push(wait, breakTrial(trial.index + 1, total, text));
+    } else if ((everyN || blockEnds) && !practiceNext) {
       nodes.push(breakTrial(trial.index + 1, total));
     }
   });
@@ -345,8 +454,16 @@ export function buildTimeline(ctx: ExperimentContext): JsPsychTimeline {
         fullscreenTrial(study),
         instructionsTrial(study, ctx.events),
       ];
-  const practice = practiceBlock(ctx);
-  if (practice) timeline.push(practice);
-  timeline.push(...mainBlock(ctx, remaining));
+  // A practice block is done where the participant has not yet passed it and its main trials
+  // are still ahead (a block whose trials were answered is not asked for again).
+  const firstLeft = remaining.length > 0 ? remaining[0].index : Infinity;
+  const practiceBefore: Array<[number, TimelineNode]> = [];
+  for (const { state, trials } of practiceBlocks(ctx.session)) {
+    if (state.before < firstLeft && state.before !== 0) continue;
+    if (!remaining.some((trial) => trial.index >= state.before)) continue;
+    const node = practiceBlock(ctx, state, trials, state.block === 0);
+    if (node) practiceBefore.push([Math.max(state.before, firstLeft), node]);
+  }
+  timeline.push(...mainBlock(ctx, remaining, practiceBefore));
   return timeline as JsPsychTimeline;
 }

@@ -71,6 +71,10 @@ def test_an_exported_design_imports_as_the_same_draft_study(
     assert trial_shapes(copy) == trial_shapes(fixture.study)
     assert copy.practice_trials.get().queries == fixture.study.practice_trials.get().queries
     assert [unit_shape(unit) for unit in copy.catch_units.all()] == [unit_shape(easy)]
+    practice = copy.practice_trials.get().pk  # the lists' practice blocks name the copy's trial
+    assert [t.practice_blocks for t in copy.task_lists.order_by("index")] == [
+        [{"before": 0, "condition": "natural", "trials": [practice]}]
+    ] * 2
 
 
 def test_a_design_whose_images_are_missing_is_refused_with_their_hashes(
@@ -104,3 +108,17 @@ def test_the_admin_upload_imports_a_design_and_refuses_a_foreign_file(
     refused = client.post(url, {"design": foreign, "slug": "nope"})
     assert refused.status_code == 400 and b"not a PsyLens study design" in refused.content
     assert not Study.objects.filter(slug="nope").exists()
+
+
+def test_a_design_whose_practice_blocks_name_a_missing_practice_trial_is_refused(
+    client: Client, owner: User, tmp_path: Path
+) -> None:
+    fixture = make_study(owner, n_practice=1)
+    client.force_login(owner)
+    document = exported(client, fixture.study)
+    document["task_lists"][0]["practice_blocks"][0]["trials"] = [0, 5]
+    path = tmp_path / "design.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(CommandError, match="name practice trial 5, which the design does not have"):
+        call_command("import_study_design", str(path), owner="owner", slug="broken")
+    assert not Study.objects.filter(slug="broken").exists()

@@ -148,3 +148,32 @@ def test_a_pilot_session_is_decided_but_never_counted(api: Api, owner: User) -> 
     task_list = fixture.task_lists[0]
     task_list.refresh_from_db()
     assert task_list.valid_results == 0 and not task_list.retired
+
+
+def test_a_condition_with_rules_of_its_own_decides_its_participants_by_them(
+    owner: User, take_part: TakePart
+) -> None:
+    """Between participants, a condition may have its own rules (Zimmermann et al. 2021's none
+    condition: laxer thresholds); its sessions are decided by them, now and on re-decision."""
+    fixture = small_study(owner, n_lists=2, condition_design="between")
+    condition = fixture.study.conditions.get()
+    condition.exclusion_rules = {**SMALL_RULES, "min_instruction_seconds": 2.0}
+    condition.save()
+    own, other = fixture.task_lists
+    own.condition_order = [condition.name]
+    own.save()  # the other list's order names no condition with rules: the study's apply
+    first = take_part(fixture, "first0participant", instruction_seconds=3.0)
+    second = take_part(fixture, "second0participant", instruction_seconds=3.0)
+    by_list = {first.task_list_id: first, second.task_list_id: second}
+    assert not by_list[own.pk].exclusion.excluded
+    assert by_list[other.pk].exclusion.codes == ["instruction_time_short"]
+
+    rules = {**SMALL_RULES, "min_instruction_seconds": 1.0}
+    study_services.do_update_study(fixture.study, {"exclusion_rules": rules})
+    condition.exclusion_rules = {**SMALL_RULES, "min_instruction_seconds": 10.0}
+    condition.save()
+    services.do_recompute_exclusions(fixture.study)
+    for session in (first, second):
+        session.exclusion.refresh_from_db()
+    assert by_list[own.pk].exclusion.codes == ["instruction_time_short"]
+    assert not by_list[other.pk].exclusion.excluded

@@ -256,3 +256,55 @@ def test_a_plain_link_participant_who_reloads_resumes_the_same_session(
         1,
         2,
     ]
+
+
+def test_a_practice_block_between_main_blocks_comes_where_the_schedule_puts_it(
+    live_server: Any, prolific_landing: Any, owner: User
+) -> None:
+    """Borowski et al. 2021's layout: a condition's practice just before its first block, and
+    the block's score after it. Here practice trial 0 before main block 0 (trials 0–2), the
+    score, then practice trials 1 and 2 before main block 1 (trials 3–6)."""
+    fixture = make_study(
+        owner, n_main=6, n_catch=1, n_practice=3, feedback_duration_ms=200, block_feedback=True
+    )
+    practice = list(fixture.study.practice_trials.order_by("index").values_list("pk", flat=True))
+    task_list = fixture.task_lists[0]
+    task_list.trials.filter(index__gte=3).update(block=1)
+    right = list(task_list.trials.filter(index__lt=3, correct_query=0).values_list("pk"))
+    task_list.practice_blocks = [
+        {"before": 0, "condition": "natural", "trials": practice[:1]},
+        {"before": 3, "condition": "natural", "trials": practice[1:]},
+    ]
+    task_list.save()
+    page = prolific_landing
+    page.goto(study_url(live_server, fixture))
+    begin(page)
+    page.get_by_role("button", name="Start practice").click()
+    answer_trials(page, 1, choice=0)  # practice 0's key is 0
+    page.get_by_role("button", name="Continue").click()
+    answer_trials(page, 3)  # choice 0 each time: right where the key is 0
+    page.get_by_text(f"You got {len(right)} out of 3 trials correct.").wait_for()
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_text("Before the next part, 2 practice trials").wait_for()
+    page.get_by_role("button", name="Start practice").click()
+    answer_trials(page, 1, choice=1)  # keys 1, then 0: all correct
+    answer_trials(page, 1, choice=0)
+    page.get_by_text("All practice answers were right").wait_for()
+    page.get_by_role("button", name="Continue").click()
+    answer_trials(page, N_TRIALS - 3)
+    page.wait_for_url(f"{PROLIFIC}**")
+
+    session = Session.objects.get(participant__platform_id=PID)
+    assert_every_answer_stored_once(session)
+    assert session.practice_passed and session.practice_attempts == 1
+    answered = sorted(
+        [(r.client_answered_at, f"main {r.trial_index}") for r in session.responses.all()]
+        + [
+            (p.client_answered_at, f"practice {p.practice_index}")
+            for p in session.practice_responses.all()
+        ]
+    )
+    assert [what for _, what in answered] == [
+        "practice 0", "main 0", "main 1", "main 2", "practice 1", "practice 2",
+        "main 3", "main 4", "main 5", "main 6",
+    ]  # fmt: skip

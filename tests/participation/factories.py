@@ -113,7 +113,7 @@ def make_study(
                 **trial_images(images),
             )
         lists.append(task_list)
-    for index in range(n_practice):
+    practice = [
         PracticeTrial.objects.create(
             study=study,
             index=index,
@@ -122,7 +122,14 @@ def make_study(
             correct_query=index % 2,
             kind="reference_choice",
             **trial_images(images),
-        )
+        ).pk
+        for index in range(n_practice)
+    ]
+    if practice:  # as the trial builder lays it out without a block schedule: all first
+        block = {"before": 0, "condition": condition.name, "trials": practice}
+        TaskList.objects.filter(study=study).update(practice_blocks=[block])
+        for task_list in lists:
+            task_list.practice_blocks = [block]
     return StudyFixture(study, lists, images)
 
 

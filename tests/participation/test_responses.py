@@ -160,6 +160,70 @@ def test_practice_answers_always_get_feedback_and_pass_when_a_round_is_all_corre
     assert api.put(f"{url}/2/1", answer(0)).status_code == 409
 
 
+def test_practice_blocks_between_main_blocks_loop_and_count_their_own_attempts(
+    api: Api, owner: User
+) -> None:
+    """Two practice blocks (as a block schedule lays them out): trial 0 before the first main
+    trial, trials 1–2 before main trial 3; each block's rounds are its own."""
+    fixture = make_study(owner, n_practice=3)
+    practice = list(fixture.study.practice_trials.order_by("index").values_list("pk", flat=True))
+    fixture.task_lists[0].practice_blocks = [
+        {"before": 0, "condition": "natural", "trials": practice[:1]},
+        {"before": 3, "condition": "natural", "trials": practice[1:]},
+    ]
+    fixture.task_lists[0].save()
+    started_session = api.start(fixture.study.slug, prolific()).json()
+    token = started_session["token"]
+    assert [t["block"] for t in started_session["practice"]] == [0, 1, 1]
+    assert [t["index"] for t in started_session["practice"]] == [0, 1, 2]
+    assert started_session["state"]["practice_blocks"] == [
+        {"block": 0, "before": 0, "size": 1, "attempts": 0, "passed": False},
+        {"block": 1, "before": 3, "size": 2, "attempts": 0, "passed": False},
+    ]
+    url = f"/api/v1/sessions/{token}/practice"
+    assert api.put(f"{url}/1/0", answer(0)).json()["feedback"] == {"correct": True}
+    state = api.state(token).json()
+    assert [b["passed"] for b in state["practice_blocks"]] == [True, False]
+    assert state["practice_passed"] is False and state["practice_attempts"] == 1
+    assert api.put(f"{url}/2/1", answer(1)).status_code == 400  # block 1's round 2 before 1
+    api.put(f"{url}/1/1", answer(0))  # practice 1's key is 1: wrong
+    api.put(f"{url}/1/2", answer(0))
+    api.put(f"{url}/2/1", answer(1))
+    api.put(f"{url}/2/2", answer(0))
+    state = api.state(token).json()
+    assert state["practice_blocks"][1] == {
+        "block": 1, "before": 3, "size": 2, "attempts": 2, "passed": True}  # fmt: skip
+    assert state["practice_passed"] is True and state["practice_attempts"] == 2
+    assert api.put(f"{url}/1/3", answer(0)).status_code == 400  # no practice trial 3
+    assert PracticeResponse.objects.count() == 5
+    session = Session.objects.get()
+    assert (session.practice_passed, session.practice_attempts) == (True, 2)
+
+
+def test_block_feedback_scores_each_answer_and_the_state_keeps_each_blocks_score(
+    api: Api, owner: User
+) -> None:
+    """Borowski et al. 2021's score after each block: the page needs each answer's verdict
+    (even without feedback after each trial) and, after a reload, the blocks' scores so far."""
+    fixture = make_study(owner, feedback=False, block_feedback=True)
+    fixture.task_lists[0].trials.filter(index__gte=3).update(block=1)
+    token = started(api, fixture)
+    first = api.answer(token, 0, answer(key_of(fixture, 0)))  # the one-statement path
+    assert first.json()["feedback"] == {"correct": True}
+    api.answer(token, 2, answer(key_of(fixture, 2)))  # out of order: the careful path
+    wrong = api.answer(token, 1, answer(1 - key_of(fixture, 1)))
+    assert wrong.json()["feedback"] == {"correct": False}
+    api.answer(token, 3, answer(key_of(fixture, 3)))
+    assert api.state(token).json()["block_scores"] == [
+        {"block": 0, "answered": 3, "correct": 2},
+        {"block": 1, "answered": 1, "correct": 1},
+    ]
+    plain = make_study(owner, feedback=False)
+    other = str(api.start(plain.study.slug, prolific("other0participant")).json()["token"])
+    assert "feedback" not in api.answer(other, 0, answer(0)).json()
+    assert "block_scores" not in api.state(other).json()
+
+
 def test_events_are_stored_and_bad_batches_refused(api: Api, owner: User) -> None:
     token = started(api, make_study(owner))
     url = f"/api/v1/sessions/{token}/events"

@@ -20,7 +20,7 @@ from backend.stimuli.models import (
 )
 from backend.stimuli.services import store_image
 from backend.studies import services
-from backend.studies.models import Study
+from backend.studies.models import PracticeTrial, Study
 from tests.stimuli.factories import png_bytes
 
 POOL_SIZE = 80
@@ -126,3 +126,14 @@ def study(
         created.image_set = natural_image_set()
         created.save()
     return created
+
+
+def practice_per_condition(study: Study, units: UnitSet, n: int) -> None:
+    """`n` hand-picked practice trials for each of the study's conditions."""
+    chosen = list(units.units.order_by("index"))
+    index = 0
+    for condition in study.conditions.order_by("position"):
+        for _ in range(n):
+            unit = chosen[index % len(chosen)]
+            PracticeTrial.objects.create(study=study, index=index, unit=unit, condition=condition)
+            index += 1

@@ -152,6 +152,42 @@ def test_bad_settings_are_refused_with_a_clear_message(owner: User, shared_study
     assert shared_study.exclusion_rules["min_catch_accuracy"] == 0.8
 
 
+def test_bad_block_schedules_and_condition_rules_are_refused_and_change_nothing(
+    owner: User, shared_study: Study
+) -> None:
+    client = api_as(owner)
+    url = f"/api/v1/researcher/studies/{shared_study.slug}/"
+    bad_shape = client.patch(url, {"block_schedule": ["natural"]}, format="json")
+    assert bad_shape.status_code == 400 and "list of block sequences" in bad_shape.json()["message"]
+    bad_entry = client.patch(url, {"block_schedule": [["natural", 3]]}, format="json")
+    assert bad_entry.status_code == 400 and "3 is neither" in bad_entry.json()["message"]
+    between = client.patch(
+        url, {"block_schedule": [["natural"]], "condition_design": "between"}, format="json"
+    )
+    assert between.status_code == 400 and "within" in between.json()["message"]
+    within_rules = client.patch(
+        url,
+        {"condition_design": "within",
+         "conditions": [{"name": "natural", "exclusion_rules": {"min_catch_accuracy": 0.5}}]},
+        format="json",
+    )  # fmt: skip
+    assert within_rules.status_code == 400
+    assert "between participants" in within_rules.json()["message"]
+    shared_study.refresh_from_db()
+    assert shared_study.block_schedule == [] and shared_study.condition_design == "between"
+    assert shared_study.conditions.get().exclusion_rules is None
+
+    unknown = client.patch(
+        url, {"condition_design": "within", "unit_repeats": "condition",
+              "block_schedule": [["practice:natural", "natural", "nature"]]}, format="json",
+    )  # fmt: skip
+    assert unknown.status_code == 200, unknown.json()
+    refused = client.post(f"/api/v1/researcher/studies/{shared_study.slug}/build")
+    assert refused.status_code == 409
+    assert "names 'nature', which is not one of the study's conditions" in refused.json()["message"]
+    assert shared_study.task_lists.count() == 0
+
+
 def test_the_api_sets_hand_picked_catch_units(owner: User) -> None:
     units, easy = factories.unit_set(n_units=3), factories.unit_set("easy", 2, "easy-net")
     body = {"slug": "with-catch", "title": "Catch", "unit_sets": [units.pk],

@@ -20,16 +20,26 @@ from backend.studies.allocation import (
 
 
 @st.composite
-def designs(draw: st.DrawFn) -> Design:
+def designs(draw: st.DrawFn, scheduled: bool = False) -> Design:
+    """Any design; `scheduled`: always within participants with a block schedule."""
     n_conditions = draw(st.integers(1, 4))
-    within = draw(st.booleans())
+    within = scheduled or draw(st.booleans())
     per_condition = draw(st.integers(1, 6))
     length = per_condition * n_conditions if within else draw(st.integers(1, 12))
     once_per_condition = within and draw(st.booleans())
     fewest = per_condition if once_per_condition else length
     n_units = draw(st.integers(fewest, fewest + 15))
+    units = tuple(range(100, 100 + n_units))
+    schedule = draw(schedules(n_conditions, per_condition, scheduled)) if within else ()
+    condition_units: tuple[tuple[int, ...], ...] = ()
+    if once_per_condition and draw(st.booleans()):
+        n_groups = draw(st.integers(1, n_conditions))
+        size = draw(st.integers(per_condition, per_condition + 5))
+        groups = [tuple(range(100 + g * size, 100 + (g + 1) * size)) for g in range(n_groups)]
+        units = tuple(u for group in groups for u in group)
+        condition_units = tuple(groups[c % n_groups] for c in range(n_conditions))
     return Design(
-        units=tuple(range(100, 100 + n_units)),
+        units=units,
         n_conditions=n_conditions,
         responses_per_unit=draw(st.integers(1, 6)),
         main_trials_per_list=length,
@@ -40,7 +50,31 @@ def designs(draw: st.DrawFn) -> Design:
         catch_conditions=draw(
             st.none() | st.sets(st.integers(0, n_conditions - 1), min_size=1).map(tuple)
         ),
+        schedule=schedule,
+        condition_units=condition_units,
     )
+
+
+@st.composite
+def schedules(
+    draw: st.DrawFn, n_conditions: int, per_condition: int, always: bool = False
+) -> tuple[tuple[tuple[int, bool], ...], ...]:
+    """() (unless `always`) or block sequences: every condition in 1..per_condition blocks, in
+    any order, with practice blocks before some condition's block."""
+    if not always and not draw(st.booleans()):
+        return ()
+    sequences = []
+    for _ in range(draw(st.integers(1, 3))):
+        counts = [draw(st.integers(1, min(per_condition, 3))) for _ in range(n_conditions)]
+        main = [c for c in range(n_conditions) for _ in range(counts[c])]
+        main = draw(st.permutations(main))
+        sequence: list[tuple[int, bool]] = []
+        for condition in main:
+            if draw(st.integers(0, 3)) == 0:
+                sequence.append((condition, True))
+            sequence.append((condition, False))
+        sequences.append(tuple(sequence))
+    return tuple(sequences)
 
 
 def planned_or_skip(design: Design) -> list[PlannedList]:
@@ -65,6 +99,12 @@ def main_slots(design: Design) -> list[list[tuple[int, int]]]:
 def test_every_unit_gets_the_target_responses_in_every_condition(design: Design) -> None:
     counts = Counter(pair for task_list in main_slots(design) for pair in task_list)
     target = design.responses_per_unit
+    if design.condition_units:  # each condition shows its own group's units, each as often
+        for condition, pool in enumerate(design.condition_units):
+            shown = {unit for unit, c in counts if c == condition}
+            assert shown == set(pool)
+            assert {counts[(unit, condition)] for unit in pool} <= {target, target + 1}
+        return
     for unit in design.units:
         got = {counts[(unit, c)] for c in range(design.n_conditions)}
         assert len(got) == 1, f"unit {unit} is unbalanced over conditions: {got}"
@@ -98,8 +138,52 @@ def test_conditions_are_balanced_within_each_task_list(design: Design) -> None:
             assert blocks == sorted(blocks), "blocks follow each other"
         else:
             assert len(per_condition) == 1
+    if design.schedule:
+        return  # the schedule, not the Latin square, orders the blocks
     first = Counter(task_list.condition_order[0] for task_list in planned)
     assert max(first.values()) - min(first.values()) <= 1 or len(planned) % design.n_conditions
+
+
+@settings(max_examples=60, deadline=None)
+@given(designs(scheduled=True))
+def test_a_schedule_orders_blocks_splits_conditions_evenly_and_places_practice(
+    design: Design,
+) -> None:
+    for task_list in planned_or_skip(design):
+        sequence = design.schedule[task_list.index % len(design.schedule)]
+        main = [condition for condition, practice in sequence if not practice]
+        assert list(task_list.condition_order) == main
+        sizes: Counter[int] = Counter(s.block for s in task_list.slots if not s.is_catch)
+        assert sorted(sizes) == list(range(len(main)))
+        for block, condition in enumerate(main):
+            assert {s.condition for s in task_list.slots if s.block == block} == {condition}
+        for condition in set(main):
+            of_condition = [sizes[b] for b, c in enumerate(main) if c == condition]
+            assert max(of_condition) - min(of_condition) <= 1
+        practice = [c for c, p in sequence if p]
+        assert [c for c, _ in task_list.practice] == practice
+        for condition, before in task_list.practice:
+            slot = task_list.slots[before]
+            assert slot.condition == condition  # just before a block of its condition
+            assert before == 0 or task_list.slots[before - 1].block != slot.block
+
+
+@settings(max_examples=60, deadline=None)
+@given(designs())
+def test_catch_trials_are_shared_over_their_blocks_in_proportion_to_length(
+    design: Design,
+) -> None:
+    for task_list in planned_or_skip(design):
+        main = [s for s in task_list.slots if not s.is_catch]
+        allowed = set(design.catch_conditions or range(design.n_conditions))
+        eligible = Counter(s.block for s in main if s.condition in allowed)
+        if not eligible:
+            continue
+        catch = Counter(s.block for s in task_list.slots if s.is_catch)
+        total = sum(eligible.values())
+        for block, size in eligible.items():
+            share = design.catch_trials_per_list * size / total
+            assert abs(catch[block] - share) < 1
 
 
 @settings(max_examples=40, deadline=None)

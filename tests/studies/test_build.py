@@ -12,7 +12,8 @@ from django.contrib.auth.models import User
 
 from backend.stimuli.models import ExemplarSet, Job, OcclusionMap
 from backend.studies import services
-from backend.studies.models import Study, Trial
+from backend.studies.builder import BuildRefused
+from backend.studies.models import Study, TaskList, Trial
 from tests.studies import factories
 
 pytestmark = pytest.mark.django_db
@@ -124,10 +125,29 @@ def test_the_same_seed_builds_the_same_trials(owner: User) -> None:
     assert first == again
 
 
+def main_blocks(task_list: TaskList) -> list[tuple[str, int, int]]:
+    """(condition, main trials, catch trials) per block of a task list, in order."""
+    blocks: dict[int, list[Any]] = {}
+    for block, name, is_catch in task_list.trials.order_by("index").values_list(
+        "block", "condition__name", "is_catch"
+    ):
+        entry = blocks.setdefault(block, [name, 0, 0])
+        assert entry[0] == name  # a block has one condition
+        entry[2 if is_catch else 1] += 1
+    return [tuple(entry) for _, entry in sorted(blocks.items())]
+
+
 def test_the_borowski_preset_shows_each_of_45_units_once_in_each_condition_to_10_participants(
     owner: User,
 ) -> None:
-    study = factories.study(owner, "borowski2021", factories.stimulated_unit_set(45))
+    """Exp. I as in its code: none ×2, the reference conditions' practice, synthetic and natural
+    alternating ×3 (15 + 3 catch), none ×2; odd and even participants swap the two; one none
+    block of 12 rotating; each condition's practice just before its first block."""
+    units = factories.stimulated_unit_set(45)
+    study = factories.study(owner, "borowski2021", units)
+    with pytest.raises(BuildRefused, match="no practice trials of that condition"):
+        services.do_build_task_lists(study)
+    factories.practice_per_condition(study, units, 5)
     report = services.do_build_task_lists(study)
 
     assert report["trials_per_list"] == 153 and report["catch_trials_per_list"] == 18
@@ -135,24 +155,43 @@ def test_the_borowski_preset_shows_each_of_45_units_once_in_each_condition_to_10
     assert (study.feedback_delay_ms, study.feedback_duration_ms, study.break_every) == (
         500,
         1500,
-        15,
+        0,
     )
     assert study.feedback and not study.practice_until_correct and study.lockout_ms == 0
+    assert study.block_feedback  # "You got X out of N trials correct" after each block
     assert study.task_lists.count() == 10
-    for task_list in study.task_lists.all():
+    practice = dict(study.practice_trials.values_list("pk", "condition__name"))
+    big_none_blocks = set()
+    for task_list in study.task_lists.order_by("index"):
         main = task_list.trials.filter(is_catch=False)
         pairs = list(main.values_list("unit_id", "condition__name"))
         assert len(pairs) == len(set(pairs)) == 135
         assert Counter(name for _, name in pairs) == {"natural": 45, "synthetic": 45, "none": 45}
-        blocks = list(main.order_by("index").values_list("condition__name", flat=True))
-        assert [blocks[0], blocks[45], blocks[90]] == task_list.condition_order
+        first, second = ("synthetic", "natural") if task_list.index % 2 == 0 else (
+            "natural", "synthetic")  # fmt: skip
+        blocks = main_blocks(task_list)
+        assert [name for name, _, _ in blocks] == ["none", "none", *[first, second] * 3,
+                                                   "none", "none"]  # fmt: skip
+        assert task_list.condition_order == [name for name, _, _ in blocks]
+        assert [(n, c) for name, n, c in blocks if name != "none"] == [(15, 3)] * 6
+        none_sizes = [n for name, n, c in blocks if name == "none"]
+        assert sorted(none_sizes) == [11, 11, 11, 12]
+        assert all(c == 0 for name, _, c in blocks if name == "none")
+        big_none_blocks.add(none_sizes.index(12))
+        first_reference = task_list.trials.filter(block=2).order_by("index").first()
+        assert first_reference is not None
+        at = first_reference.index
+        assert [(b["condition"], b["before"]) for b in task_list.practice_blocks] == [
+            ("none", 0), (first, at), (second, at)]  # fmt: skip
+        for block in task_list.practice_blocks:
+            assert {practice[pk] for pk in block["trials"]} == {block["condition"]}
+            assert len(block["trials"]) == 5
+    assert big_none_blocks == {0, 1, 2, 3}  # the 12-trial block rotates over participants
     catch = Trial.objects.filter(task_list__study=study, is_catch=True)
     assert set(catch.values_list("condition__name", flat=True)) <= {"natural", "synthetic"}
     main = Trial.objects.filter(task_list__study=study, is_catch=False)
     per_cell = Counter(main.values_list("unit_id", "condition__name"))
     assert len(per_cell) == 45 * 3 and set(per_cell.values()) == {10}
-    orders = Counter(tuple(t.condition_order) for t in study.task_lists.all())
-    assert len(orders) == 6  # every order of the balanced Latin square for 3 conditions
     trial = main.filter(condition__name="none").first()
     assert trial is not None and trial.references_max == [] and trial.references_min == []
     synthetic = main.filter(condition__name="synthetic").first()
@@ -163,23 +202,42 @@ def test_the_borowski_preset_shows_each_of_45_units_once_in_each_condition_to_10
 def test_the_borowski_references_preset_crosses_1_vs_9_and_max_vs_min_max_with_both_kinds(
     owner: User,
 ) -> None:
+    """Exp. II as in its code: each reference condition over its own 20 units, its practice
+    then synthetic and natural blocks of 10 + 2 alternating twice; reference conditions in a
+    balanced order over four groups of participants."""
+    units = factories.stimulated_unit_set(80)
     study = factories.study(
-        owner, "borowski2021-references", factories.stimulated_unit_set(20),
-        target_valid_responses_per_unit=2,
-    )  # fmt: skip
+        owner, "borowski2021-references", units, target_valid_responses_per_unit=4
+    )
+    factories.practice_per_condition(study, units, 3)
     report = services.do_build_task_lists(study)
     assert report["trials_per_list"] == 192 and report["catch_trials_per_list"] == 32
     names = set(study.conditions.values_list("name", flat=True))
     assert len(names) == 8 and {"natural-1-max-only", "synthetic-9-min-max"} <= names
+    main = Trial.objects.filter(task_list__study=study, is_catch=False)
+    groups = {
+        name: set(main.filter(condition__name=name).values_list("unit_id", flat=True))
+        for name in names
+    }
+    for reference in ("1-max-only", "1-min-max", "9-max-only", "9-min-max"):
+        shown = groups[f"natural-{reference}"]
+        assert len(shown) == 20 and groups[f"synthetic-{reference}"] == shown
+    assert len(set().union(*groups.values())) == 80  # four disjoint groups of 20
+    orders = set()
     for task_list in study.task_lists.all():
-        main = task_list.trials.filter(is_catch=False)
-        per_condition = Counter(main.values_list("condition__name", flat=True))
-        assert set(per_condition) == names and set(per_condition.values()) == {20}
-        pairs = list(main.values_list("unit_id", "condition__name"))
-        assert len(pairs) == len(set(pairs))  # a unit once per condition block
-    one = Trial.objects.filter(task_list__study=study, condition__name="natural-1-max-only")
-    trial = one.filter(is_catch=False).first()
-    assert trial is not None and len(trial.references_max) == 1 and trial.references_min == []
+        blocks = main_blocks(task_list)
+        assert [(n, c) for _, n, c in blocks] == [(10, 2)] * 16
+        kinds = [name.split("-", 1) for name, _, _ in blocks]
+        for start in range(0, 16, 4):  # a reference condition's four blocks, then the next
+            assert [k for k, _ in kinds[start : start + 4]] == ["synthetic", "natural"] * 2
+            assert len({ref for _, ref in kinds[start : start + 4]}) == 1
+        orders.add(tuple(ref for _, ref in kinds[::4]))
+        assert len(task_list.practice_blocks) == 8
+        pairs = list(task_list.trials.filter(is_catch=False).values_list("unit_id", "condition"))
+        assert len(pairs) == len(set(pairs))  # a unit once per condition
+    assert len(orders) == 4  # the balanced Latin square's four orders
+    one = main.filter(condition__name="natural-1-max-only").first()
+    assert one is not None and len(one.references_max) == 1 and one.references_min == []
 
 
 def test_the_zimmermann_preset_shows_a_base_image_and_two_occluded_copies(owner: User) -> None:
@@ -198,6 +256,9 @@ def test_the_zimmermann_preset_shows_a_base_image_and_two_occluded_copies(owner:
     assert (rules["min_catch_accuracy"], rules["min_instruction_seconds"]) == (0.6, 20.0)
     assert (rules["min_total_seconds"], rules["max_total_seconds"]) == (90.0, 900.0)
     assert rules["max_practice_attempts"] == 5 and rules["min_uses_per_answer_row"] is None
+    own = dict(study.conditions.values_list("name", "exclusion_rules"))
+    assert own["natural"] is None and own["none"]["min_instruction_seconds"] == 15.0
+    assert (own["none"]["min_total_seconds"], own["none"]["max_total_seconds"]) == (40.0, 900.0)
     assert {tuple(t.condition_order) for t in study.task_lists.all()} == {
         ("none",),
         ("natural",),
@@ -275,3 +336,13 @@ def test_a_live_study_keeps_its_design(owner: User) -> None:
     copy = services.do_clone_study(study, owner)
     assert copy.state == Study.State.DRAFT and copy.conditions.count() == 1
     assert copy.pilot_token != study.pilot_token and copy.slug == "s1-copy"
+
+
+def test_another_preset_replaces_a_block_schedule_and_unit_groups(owner: User) -> None:
+    study = factories.study(owner, "borowski2021-references", factories.stimulated_unit_set(44))
+    assert study.block_schedule and study.block_feedback
+    services.do_apply_preset(study, "imi2023")
+    study.refresh_from_db()
+    assert study.block_schedule == [] and not study.block_feedback
+    assert list(study.conditions.values_list("unit_group", "exclusion_rules")) == [(None, None)]
+    assert services.do_build_task_lists(study)["trials_per_list"] == 45
