@@ -64,19 +64,24 @@ class ResearcherReadOnly:
 
 class StudyPartInline(admin.TabularInline):  # type: ignore[type-arg]
     """A part of a study edited on its page: whoever may see the study may edit its parts
-    (the study admin has already checked that), whatever their per-model permissions."""
+    (the study admin has already checked that), whatever their per-model permissions, until
+    the study's design is frozen (live, paused, closed): then they are shown, not editable."""
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return permissions.is_researcher(request.user)
 
+    def _may_edit(self, request: HttpRequest, obj: Any) -> bool:
+        frozen = isinstance(obj, Study) and obj.is_design_frozen
+        return permissions.is_researcher(request.user) and not frozen
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return permissions.is_researcher(request.user)
+        return self._may_edit(request, obj)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return permissions.is_researcher(request.user)
+        return self._may_edit(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return permissions.is_researcher(request.user)
+        return self._may_edit(request, obj)
 
 
 class ConditionInline(StudyPartInline):
@@ -144,6 +149,11 @@ class TaskListAdmin(ResearcherReadOnly, admin.ModelAdmin):  # type: ignore[type-
         return task_list
 
 
+# What a live, paused or closed study's page may still change: the fields the model allows
+# (Study.EDITABLE_ONCE_LIVE), who collaborates, and which other studies' participants it excludes.
+EDITABLE_FROZEN = Study.EDITABLE_ONCE_LIVE | {"collaborators", "excluded_studies"}
+
+
 @admin.register(Study)
 class StudyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     form = StudyForm
@@ -186,6 +196,27 @@ class StudyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "platform", "completion_code", "target_participants", "max_participants",
             "time_limit_minutes", "recruitment_links", "progress", "results_link"]}),
     ]  # fmt: skip
+
+    # --- what may change ------------------------------------------------------------------
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        """No preset to apply once the design is frozen."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or not obj.is_design_frozen:
+            return fieldsets
+        return [
+            (name, {**options, "fields": [f for f in options["fields"] if f != "apply_preset"]})
+            for name, options in fieldsets
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        """Once live, paused or closed, the design (units and catch units included) is shown
+        read-only; what may still change is EDITABLE_FROZEN."""
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is None or not obj.is_design_frozen:
+            return readonly
+        shown = [f for _, options in self.get_fieldsets(request, obj) for f in options["fields"]]
+        return readonly + [f for f in shown if f not in EDITABLE_FROZEN and f not in readonly]
 
     # --- who sees what ---------------------------------------------------------------------
 

@@ -3,6 +3,8 @@ the admin and the researcher API. The API creates, updates, builds and reports p
 
 from __future__ import annotations
 
+import re
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -221,3 +223,71 @@ def test_a_refused_build_answers_409_with_what_is_missing(owner: User) -> None:
 def test_the_researcher_api_is_in_the_openapi_schema(client: Client) -> None:
     schema = client.get("/api/schema/").content.decode()
     assert "/api/v1/researcher/studies/{slug}/build" in schema
+
+
+class _FormFields(HTMLParser):
+    """The values a browser would submit from the admin's change form."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: dict[str, list[str]] = {}
+        self.select: str | None = None
+        self.textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        name = a.get("name", "")
+        if tag == "input" and name and a.get("type") not in {"submit", "button"}:
+            ticked = a.get("type") in {"checkbox", "radio"}
+            if ticked and "checked" not in a:
+                return
+            self.data.setdefault(name, []).append(a.get("value", "on" if ticked else ""))
+        elif tag == "select":
+            self.select = name
+        elif tag == "option" and self.select and "selected" in a:
+            self.data.setdefault(self.select, []).append(a.get("value", ""))
+        elif tag == "textarea":
+            self.textarea = name
+            self.data.setdefault(name, []).append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select":
+            self.select = None
+        if tag == "textarea":
+            self.textarea = None
+
+    def handle_data(self, data: str) -> None:
+        if self.textarea:
+            self.data[self.textarea][-1] += data
+
+
+def change_form(client: Client, study: Study) -> dict[str, list[str]]:
+    parser = _FormFields()
+    parser.feed(client.get(f"/admin/studies/study/{study.pk}/change/").content.decode())
+    return parser.data
+
+
+def test_a_live_studys_page_shows_its_design_read_only_and_saving_it_changes_no_unit(
+    client: Client, owner: User, shared_study: Study
+) -> None:
+    services.do_build_task_lists(shared_study)
+    services.do_change_state(shared_study, "launch")
+    units = set(shared_study.unit_sets.values_list("pk", flat=True))
+    other = factories.unit_set("other", 3, "other-net")
+    easy = other.units.first()
+    assert easy is not None
+    client.force_login(owner)
+    data = change_form(client, shared_study)
+    for frozen in ("unit_sets", "catch_units", "main_trials_per_list", "block_schedule",
+                   "apply_preset", "conditions-0-name"):  # fmt: skip
+        assert frozen not in data, f"{frozen} is still editable on a live study"
+    assert "title" in data and "exclusion_rules" in data and "max_participants" in data
+    data.update({"title": ["Renamed while live"], "unit_sets": [str(other.pk)],
+                 "catch_units": [str(easy.pk)], "conditions-0-name": ["changed"]})  # fmt: skip
+    response = client.post(f"/admin/studies/study/{shared_study.pk}/change/", data)
+    assert response.status_code == 302, re.findall(r"errorlist.{0,300}", response.content.decode())
+    shared_study.refresh_from_db()
+    assert shared_study.title == "Renamed while live"
+    assert set(shared_study.unit_sets.values_list("pk", flat=True)) == units
+    assert not shared_study.catch_units.exists()
+    assert list(shared_study.conditions.values_list("name", flat=True)) == ["natural"]
