@@ -13,6 +13,9 @@ INSERT), then measures, in the same run and against the same server:
 
 Each phase alternates the two endpoints in short rounds (PUT, minimal, PUT, minimal, …) and
 adds the rounds up, so that a burst of other work on a shared machine falls on both alike.
+The load generator measures with its garbage collector off (its pauses would be charged to the
+requests in flight), and each participant's connection is opened just before its first answer,
+timed apart.
 
 Only loopback addresses; every loop is bounded by a duration and a request count.
 Not a test: it prints a table for docs/benchmarks.md.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import io
 import json
 import os
@@ -193,10 +197,14 @@ class Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
+    async def open(self) -> None:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+
     async def request(self, method: str, target: str, body: bytes) -> int:
         for attempt in range(2):
             if self.writer is None:
-                self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+                await self.open()
             try:
                 return await self._exchange(method, target, body)
             except (ConnectionError, asyncio.IncompleteReadError):
@@ -241,6 +249,7 @@ class Tally:
     latencies_ms: list[float] = field(default_factory=list)
     errors: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
+    connects_ms: list[float] = field(default_factory=list)  # opening the connections (untimed)
     started: float = 0.0
     finished: float = 0.0
     elapsed: float = 0.0  # seconds of earlier rounds added by `add`
@@ -255,6 +264,7 @@ class Tally:
     def add(self, round_: Tally) -> None:
         """Counts another round of the same endpoint into this one."""
         self.latencies_ms += round_.latencies_ms
+        self.connects_ms += round_.connects_ms
         self.errors += round_.errors
         for status, count in round_.statuses.items():
             self.statuses[status] = self.statuses.get(status, 0) + count
@@ -318,13 +328,19 @@ async def one(conn: Connection, tally: Tally, kind: str, token: str, index: int,
 async def open_loop(
     port: int, kind: str, tokens: list[str], seconds: float, interval: float, first_index: int
 ) -> Tally:
-    """Each participant answers one trial every `interval` s, staggered, for `seconds`."""
+    """Each participant answers one trial every `interval` s, staggered, for `seconds`, on a
+    connection it opens just before its first answer, as a browser that loaded the page (and
+    started the session) from the same server already has one: the answer's latency is the
+    server's, the connection's opening is counted apart (`connects_ms`)."""
     tally = Tally(started=time.perf_counter())
     answers = int(seconds / interval)
 
     async def participant(n: int, token: str) -> None:
         conn = Connection(port)
         await asyncio.sleep(interval * n / len(tokens))
+        opening = time.perf_counter()
+        await conn.open()
+        tally.connects_ms.append((time.perf_counter() - opening) * 1000)
         begin = time.perf_counter()
         for step in range(answers):
             await asyncio.sleep(max(0.0, begin + step * interval - time.perf_counter()))
@@ -403,6 +419,12 @@ def alternating(
                     closed_loop(port, kind, tokens["saturation"], seconds, progress[kind], n_trials)
                 )
             )
+    for kind, total in open_totals.items():
+        connects = sorted(total.connects_ms)
+        p99 = connects[min(len(connects) - 1, int(0.99 * len(connects)))]
+        median = statistics.median(connects)
+        print(f"{kind}: {len(connects)} connections opened, p50 {median:.1f} ms, "
+              f"p99 {p99:.1f} ms (not in the table)")  # fmt: skip
     rows = [{"phase": "1,000 participants / 2 s", **t.row(k)} for k, t in open_totals.items()]
     rows += [{"phase": "saturation", **t.row(k)} for k, t in saturation_totals.items()]
     return rows
@@ -424,6 +446,12 @@ def main() -> int:
     port = free_port()
     server = start_gunicorn(port, args.workers or min(4, (os.cpu_count() or 1) * 2))
     rows: list[dict[str, Any]] = []
+    # The load generator's own garbage collections stop its event loop for tens of ms, and
+    # every request in flight would be charged with the pause (a client on another machine
+    # has none of these): set-up's objects are frozen and collection is off while it measures.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     load_before = os.getloadavg()
     try:
         warm = asyncio.run(closed_loop(port, "put", tokens["warm"], 3, {}, 20))

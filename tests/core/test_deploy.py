@@ -85,3 +85,20 @@ def test_every_variable_settings_read_is_documented_in_the_readme() -> None:
     read |= set(re.findall(r'os\.environ\.get\("([A-Z_]+)"', SETTINGS_SOURCES))
     missing = sorted(name for name in read if f"`{name}`" not in readme)
     assert not missing, f"README's variable table lacks {missing}"
+
+
+def test_gunicorn_freezes_each_workers_loaded_heap_unless_told_not_to(monkeypatch: Any) -> None:
+    import gc
+    import runpy
+
+    config = runpy.run_path(str(ROOT / "deploy/gunicorn.conf.py"))
+    gc.unfreeze()
+    try:
+        monkeypatch.setenv("GUNICORN_GC_FREEZE", "0")
+        config["post_worker_init"](None)
+        assert gc.get_freeze_count() == 0
+        monkeypatch.setenv("GUNICORN_GC_FREEZE", "1")
+        config["post_worker_init"](None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
