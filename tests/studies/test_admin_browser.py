@@ -42,3 +42,46 @@ def test_a_researcher_creates_a_study_from_a_preset_builds_and_previews_it(
     response = page.request.get(f"{live_server.url}{href}", max_redirects=0)
     assert response.status == 302
     assert response.headers["location"].endswith(f"/s/browser-study/?pilot={study.pilot_token}")
+
+
+def test_the_borowski_preset_asks_for_each_conditions_practice_and_builds_once_it_has_it(
+    live_server: Any, page: Any, owner: User, admin_password: str
+) -> None:
+    """Borowski et al. 2021's block schedule puts each condition's practice before its first
+    block: the build names what is missing; practice trials added in the inline fill it."""
+    units = factories.stimulated_unit_set(45)
+    factories.natural_image_set()
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/studies/study/add/")
+    page.fill("#id_username", owner.username)
+    page.fill("#id_password", admin_password)
+    page.click("input[type=submit]")
+    page.fill("#id_slug", "borowski-browser")
+    page.fill("#id_title", "Borowski in the browser")
+    page.select_option("#id_apply_preset", "borowski2021")
+    page.select_option("#id_unit_sets_from", str(units.pk))
+    page.click("#id_unit_sets_add")
+    page.select_option("#id_image_set", label="demo")
+    page.click("input[name=_continue]")
+    assert "Preset borowski2021 applied" in page.locator(".messagelist").inner_text()
+
+    page.click("#study-build")
+    refused = page.locator(".messagelist").inner_text()
+    assert "no practice trials of that condition" in refused and "practice:" in refused
+    study = Study.objects.get(slug="borowski-browser")
+    assert study.task_lists.count() == 0
+
+    first_units = list(units.units.order_by("index").values_list("pk", flat=True))
+    for row, name in enumerate(["natural", "synthetic", "none"]):
+        page.click("#practice_trials-group .add-row a")
+        page.fill(f"#id_practice_trials-{row}-index", str(row))
+        page.fill(f"#id_practice_trials-{row}-unit", str(first_units[row]))
+        page.select_option(f"#id_practice_trials-{row}-condition", label=name)
+    page.click("input[name=_continue]")
+    page.click("#study-build")
+    assert "Built 10 task lists of 153 trials" in page.locator(".messagelist").inner_text()
+    task_list = study.task_lists.get(index=0)
+    assert [block["condition"] for block in task_list.practice_blocks] == [
+        "none",
+        "synthetic",
+        "natural",
+    ]
