@@ -95,6 +95,14 @@ function fakeServer(wrongPractice: Record<number, number[]> = {}, wrongMain: num
   return { fetch: fetchMock as typeof fetch, puts, posts };
 }
 
+/** The PsyLens stages (consent, practice_intro, break, …) the run went through, in order. */
+function stagesOf(getData: () => { values(): Array<Record<string, unknown>> }): unknown[] {
+  return getData()
+    .values()
+    .map((d) => d.psylens_stage)
+    .filter(Boolean);
+}
+
 async function run(session: SessionStart, server = fakeServer(), outbox?: Outbox) {
   const box = outbox ?? new Outbox({ store: new MemoryStore(), fetch: server.fetch });
   const events = new EventLog("/api/v1/sessions/tok/events", { fetch: server.fetch });
@@ -160,10 +168,7 @@ describe("the timeline", () => {
       "/api/v1/sessions/tok/practice/1/1",
       ...[0, 1, 2, 3, 4].map((i) => `/api/v1/sessions/tok/responses/${i}`),
     ]);
-    const stages = getData()
-      .values()
-      .map((d: Record<string, unknown>) => d.psylens_stage)
-      .filter(Boolean);
+    const stages = stagesOf(getData);
     expect(stages).toEqual([
       "consent",
       "browser_check",
@@ -204,10 +209,7 @@ describe("the timeline", () => {
       "/api/v1/sessions/tok/responses/3",
       "/api/v1/sessions/tok/responses/4",
     ]);
-    const stages = getData()
-      .values()
-      .map((d: Record<string, unknown>) => d.psylens_stage)
-      .filter(Boolean);
+    const stages = stagesOf(getData);
     expect(stages).toEqual(["welcome_back", "browser_check", "break"]);
   });
 
@@ -236,10 +238,7 @@ describe("the timeline", () => {
       "/api/v1/sessions/tok/practice/1/2",
       ...[3, 4].map((i) => `/api/v1/sessions/tok/responses/${i}`),
     ]);
-    const stages = getData()
-      .values()
-      .map((d: Record<string, unknown>) => d.psylens_stage)
-      .filter(Boolean);
+    const stages = stagesOf(getData);
     expect(stages).toEqual([
       "consent",
       "browser_check",
@@ -288,10 +287,7 @@ describe("the timeline", () => {
       "/api/v1/sessions/tok/responses/3",
       "/api/v1/sessions/tok/responses/4",
     ]);
-    const stages = getData()
-      .values()
-      .map((d: Record<string, unknown>) => d.psylens_stage)
-      .filter(Boolean);
+    const stages = stagesOf(getData);
     expect(stages).toEqual(["welcome_back", "browser_check", "practice_intro", "practice_summary"]);
   });
 
@@ -302,10 +298,7 @@ describe("the timeline", () => {
     session.practice = [makeTrial(0)];
     const { getData } = await run(session);
 
-    const stages = getData()
-      .values()
-      .map((d: Record<string, unknown>) => d.psylens_stage)
-      .filter(Boolean);
+    const stages = stagesOf(getData);
     expect(stages).toEqual(["consent", "browser_check", "instructions", "break"]);
     const breaks = getData().filter({ psylens_stage: "break" }).values();
     expect(String(breaks[0].stimulus)).toContain("3 of 5");

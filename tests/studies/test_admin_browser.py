@@ -8,29 +8,39 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
+from backend.stimuli.models import UnitSet
 from backend.studies.models import Study
 from tests.studies import factories
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_researcher_creates_a_study_from_a_preset_builds_and_previews_it(
-    live_server: Any, page: Any, owner: User, admin_password: str
-) -> None:
-    units = factories.stimulated_unit_set(44)
-    factories.natural_image_set()
+def log_in(page: Any, live_server: Any, owner: User, password: str) -> None:
     page.goto(f"{live_server.url}/admin/login/?next=/admin/studies/study/add/")
     page.fill("#id_username", owner.username)
-    page.fill("#id_password", admin_password)
+    page.fill("#id_password", password)
     page.click("input[type=submit]")
-    page.fill("#id_slug", "browser-study")
-    page.fill("#id_title", "Made in the browser")
-    page.select_option("#id_apply_preset", "imi2023")
+
+
+def add_study_from_preset(page: Any, slug: str, preset: str, units: UnitSet) -> None:
+    """On the add page: slug, title, preset, the unit set and the demo image set; saved."""
+    factories.natural_image_set()
+    page.fill("#id_slug", slug)
+    page.fill("#id_title", f"{slug} made in the browser")
+    page.select_option("#id_apply_preset", preset)
     page.select_option("#id_unit_sets_from", str(units.pk))
     page.click("#id_unit_sets_add")
     page.select_option("#id_image_set", label="demo")
     page.click("input[name=_continue]")
-    assert "Preset imi2023 applied" in page.locator(".messagelist").inner_text()
+    assert f"Preset {preset} applied" in page.locator(".messagelist").inner_text()
+
+
+def test_a_researcher_creates_a_study_from_a_preset_builds_and_previews_it(
+    live_server: Any, page: Any, owner: User, admin_password: str
+) -> None:
+    units = factories.stimulated_unit_set(44)
+    log_in(page, live_server, owner, admin_password)
+    add_study_from_preset(page, "browser-study", "imi2023", units)
 
     page.click("#study-build")
     assert "Built 33 task lists of 45 trials" in page.locator(".messagelist").inner_text()
@@ -50,19 +60,8 @@ def test_the_borowski_preset_asks_for_each_conditions_practice_and_builds_once_i
     """Borowski et al. 2021's block schedule puts each condition's practice before its first
     block: the build names what is missing; practice trials added in the inline fill it."""
     units = factories.stimulated_unit_set(45)
-    factories.natural_image_set()
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/studies/study/add/")
-    page.fill("#id_username", owner.username)
-    page.fill("#id_password", admin_password)
-    page.click("input[type=submit]")
-    page.fill("#id_slug", "borowski-browser")
-    page.fill("#id_title", "Borowski in the browser")
-    page.select_option("#id_apply_preset", "borowski2021")
-    page.select_option("#id_unit_sets_from", str(units.pk))
-    page.click("#id_unit_sets_add")
-    page.select_option("#id_image_set", label="demo")
-    page.click("input[name=_continue]")
-    assert "Preset borowski2021 applied" in page.locator(".messagelist").inner_text()
+    log_in(page, live_server, owner, admin_password)
+    add_study_from_preset(page, "borowski-browser", "borowski2021", units)
 
     page.click("#study-build")
     refused = page.locator(".messagelist").inner_text()
