@@ -153,16 +153,25 @@ def _record_batch(rows: list[ResponseRow]) -> pa.RecordBatch:
 def iter_parquet(
     source: str | IO[bytes], *, batch_rows: int = PARQUET_BATCH_ROWS
 ) -> Iterator[ResponseRow]:
-    """Read back a Parquet export (ours, or one with the same columns), batch by batch."""
+    """Read back a Parquet export (ours, or one with the same columns), batch by batch; an
+    optional column it lacks (exports from before the `block` column) reads as missing."""
     parquet_file = pq.ParquetFile(source)
-    for batch in parquet_file.iter_batches(batch_size=batch_rows, columns=list(COLUMNS)):
+    present = set(parquet_file.schema_arrow.names)
+    lacking = [column for column in COLUMNS if column not in present]
+    required = [column for column in lacking if column not in OPTIONAL_COLUMNS]
+    if required:
+        raise ValueError(f"The Parquet file lacks the column(s) {', '.join(required)}.")
+    columns = [column for column in COLUMNS if column in present]
+    for batch in parquet_file.iter_batches(batch_size=batch_rows, columns=columns):
         for record in batch.to_pylist():
-            yield _row_from_arrow(record)
+            yield _row_from_arrow(record, lacking)
 
 
-def _row_from_arrow(record: dict[str, Any]) -> ResponseRow:
+def _row_from_arrow(record: dict[str, Any], lacking: list[str]) -> ResponseRow:
     for column in LIST_COLUMNS:
         record[column] = tuple(record[column] or ())
+    for column in lacking:
+        record[column] = None
     return ResponseRow(**record)
 
 

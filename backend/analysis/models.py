@@ -86,6 +86,7 @@ class ImportedResponse(models.Model):
     basis = models.CharField(max_length=40, blank=True)
     network = models.CharField(max_length=500, blank=True)
     trial_index = models.IntegerField()
+    block = models.IntegerField(null=True, blank=True)
     is_catch = models.BooleanField(default=False)
     is_practice = models.BooleanField(default=False)
     query_images = models.JSONField(default=list, blank=True)

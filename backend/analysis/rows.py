@@ -32,7 +32,7 @@ RESPONSE_FIELDS = (
     "trial__is_catch", "trial__queries", "trial__references_min", "trial__references_max",
     "trial__condition__name", "trial__unit__index", "trial__unit__unit_set__name",
     "trial__unit__unit_set__kind", "trial__unit__unit_set__layer__name",
-    "trial__unit__unit_set__layer__network__source",
+    "trial__unit__unit_set__layer__network__source", "trial__block",
 )  # fmt: skip
 PRACTICE_FIELDS = (
     "session_id", "practice_index", "choice", "confidence", "rt_ms", "correct",
@@ -117,7 +117,8 @@ def _row(
 ) -> ResponseRow:
     (_, index, choice, confidence, rt_ms, correct, started, answered, received, catch_or_kind,
      queries, references_min, references_max, condition, unit_index, unit_set, basis, layer,
-     network) = record  # fmt: skip
+     network) = record[:19]  # fmt: skip
+    block = None if practice else record[19]
     return ResponseRow(
         study=slug,
         condition=condition or "",
@@ -128,6 +129,7 @@ def _row(
         basis=basis,
         network=network,
         trial_index=index,
+        block=block,
         is_catch=False if practice else bool(catch_or_kind),
         is_practice=practice,
         query_images=names.of(queries or ()),

@@ -30,6 +30,7 @@ class ResponseRow:
     basis: str  # channels | neurons | nmf | sae | pca | random | …
     network: str
     trial_index: int
+    block: int | None  # the block of the task list (0, 1, …); None for practice and imports
     is_catch: bool
     is_practice: bool
     query_images: tuple[str, ...]  # the two content-hash names, in screen order
@@ -52,13 +53,15 @@ class ResponseRow:
 COLUMNS: tuple[str, ...] = tuple(field.name for field in fields(ResponseRow))
 LIST_COLUMNS: frozenset[str] = frozenset({"query_images", "reference_images", "exclusion_reasons"})
 BOOL_COLUMNS: frozenset[str] = frozenset({"is_catch", "is_practice", "correct", "excluded"})
-INT_COLUMNS: frozenset[str] = frozenset({"unit_index", "trial_index", "choice", "confidence"})
+INT_COLUMNS: frozenset[str] = frozenset(
+    {"unit_index", "trial_index", "block", "choice", "confidence"}
+)
 FLOAT_COLUMNS: frozenset[str] = frozenset({"rt_ms"})
 DATETIME_COLUMNS: frozenset[str] = frozenset(
     {"client_started_at", "client_answered_at", "server_received_at"}
 )
 OPTIONAL_COLUMNS: frozenset[str] = frozenset(
-    {"unit_index", "choice", "confidence", "rt_ms"} | DATETIME_COLUMNS
+    {"unit_index", "block", "choice", "confidence", "rt_ms"} | DATETIME_COLUMNS
 )
 
 

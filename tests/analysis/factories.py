@@ -28,6 +28,7 @@ def make_row(**overrides: Any) -> ResponseRow:
         basis="channels",
         network="builtin:efficientnet_lite0",
         trial_index=0,
+        block=0,
         is_catch=False,
         is_practice=False,
         query_images=("3f2a9c.webp", "b71e04.webp"),

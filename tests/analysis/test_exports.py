@@ -138,6 +138,21 @@ def test_parquet_round_trip_gives_the_same_rows(tmp_path) -> None:
     assert list(iter_parquet(str(path), batch_rows=128)) == rows
 
 
+def test_a_parquet_export_from_before_the_block_column_reads_with_blocks_missing() -> None:
+    sink = io.BytesIO()
+    write_parquet(synthetic_rows(50), sink)
+    table = pq.read_table(io.BytesIO(sink.getvalue()))
+    older = io.BytesIO()
+    pq.write_table(table.drop(["block"]), older)
+    rows = list(iter_parquet(io.BytesIO(older.getvalue())))
+    assert len(rows) == 50 and {row.block for row in rows} == {None}
+    assert [row.participant for row in rows] == [row.participant for row in synthetic_rows(50)]
+    broken = io.BytesIO()
+    pq.write_table(table.drop(["participant"]), broken)
+    with pytest.raises(ValueError, match="lacks the column\\(s\\) participant"):
+        list(iter_parquet(io.BytesIO(broken.getvalue())))
+
+
 def test_parquet_is_written_in_row_groups_with_native_types() -> None:
     sink = io.BytesIO()
     write_parquet(synthetic_rows(2_500), sink, batch_rows=1_000)

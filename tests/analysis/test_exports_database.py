@@ -6,13 +6,14 @@ from __future__ import annotations
 import csv
 import io
 import tracemalloc
+from collections.abc import Callable
 
 import pytest
 from django.contrib.auth.models import User
 
 from backend.analysis.exports import iter_csv
 from backend.analysis.rows import study_rows
-from backend.participation.models import Response
+from backend.participation.models import Response, Session
 from tests.participation.factories import StudyFixture, bulk_completed_sessions, make_study
 
 pytestmark = pytest.mark.django_db
@@ -60,3 +61,19 @@ def test_database_export_memory_stays_flat_from_4k_to_40k_responses(
     # One chunk of 2,000 rows (read and turned into tidy rows) costs about 8 MB here; holding
     # all 40,000 would take twenty times that.
     assert large < 16 * 2**20
+
+
+def test_each_exported_trial_names_its_block_and_practice_trials_none(
+    owner: User, take_part: Callable[..., Session]
+) -> None:
+    fixture = make_study(owner, n_main=6, n_catch=1, n_practice=1)
+    fixture.task_lists[0].trials.filter(index__gte=3).update(block=1)
+    take_part(fixture)
+
+    rows = list(study_rows(fixture.study))
+
+    main = sorted((row.trial_index, row.block) for row in rows if not row.is_practice)
+    assert main == [(0, 0), (1, 0), (2, 0), (3, 1), (4, 1), (5, 1), (6, 1)]
+    assert [row.block for row in rows if row.is_practice] == [None]
+    exported = list(csv.DictReader(io.StringIO("".join(iter_csv(rows)))))
+    assert [line["block"] for line in exported] == ["0", "0", "0", "1", "1", "1", "1", ""]
