@@ -17,7 +17,9 @@ The load generator measures with its garbage collector off (its pauses would be 
 requests in flight), and each participant's connection is opened just before its first answer,
 timed apart.
 
-Only loopback addresses; every loop is bounded by a duration and a request count.
+Only loopback addresses; every loop is bounded by a duration and a request count. Afterwards
+it removes what it stored (the bench studies, their sessions and answers, the minimal view's
+table), unless `--keep`.
 Not a test: it prints a table for docs/benchmarks.md.
 """
 
@@ -97,6 +99,42 @@ def png(seed: int) -> bytes:
     buffer = io.BytesIO()
     PILImage.new("RGB", (64, 64), (seed * 37 % 256, seed * 91 % 256, 128)).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def tear_down() -> None:
+    """Remove every bench study and what its sessions stored, the bench networks and the
+    minimal view's table: the database the stack points at (the demo's, under `make bench`)
+    is left as it was, but for the few images (content-addressed, shared)."""
+    from backend.participation.models import (
+        Participant,
+        PracticeResponse,
+        Response,
+        Session,
+        SessionEvent,
+    )
+    from django.contrib.auth.models import User
+
+    from backend.stimuli.models import Layer, Network, UnitSet
+    from backend.studies.models import Study, Trial
+
+    studies = Study.objects.filter(slug__startswith="bench-", owner__username="bench-owner")
+    sessions = Session.objects.filter(study__in=studies)
+    participants = list(sessions.values_list("participant_id", flat=True).distinct())
+    for model in (Response, PracticeResponse, SessionEvent):
+        model.objects.filter(session__in=sessions).delete()
+    sessions.delete()
+    Participant.objects.filter(pk__in=participants, sessions__isnull=True).delete()
+    Trial.objects.filter(task_list__study__in=studies).delete()  # in bulk, before the studies
+    studies.delete()
+    networks = Network.objects.filter(
+        name__startswith="bench-", source="builtin:efficientnet_lite0"
+    )
+    UnitSet.objects.filter(layer__network__in=networks).delete()
+    Layer.objects.filter(network__in=networks).delete()
+    networks.delete()
+    User.objects.filter(username="bench-owner", owned_studies__isnull=True).delete()
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {MINIMAL_TABLE}")
 
 
 def set_up(participants: int, saturation_clients: int, n_trials: int) -> dict[str, list[str]]:
@@ -439,6 +477,9 @@ def main() -> int:
     parser.add_argument("--saturation-seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=0, help="gunicorn workers; 0: its config")
     parser.add_argument("--rounds", type=int, default=3, help="alternations of the two endpoints")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the bench study and its sessions afterwards"
+    )
     args = parser.parse_args()
     n_trials = 400
     print("setting up…", flush=True)
@@ -460,6 +501,7 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(timeout=30)
+    gc.enable()
     print_table(rows)
     put_open, minimal_open, put_sat, minimal_sat = rows
     sent_ok = put_open["requests"] - put_open["errors"] + put_sat["requests"] - put_sat["errors"]
@@ -472,6 +514,8 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} CPUs; gunicorn gthread, {workers} workers × 4 threads")
     load = ", ".join(f"{a:.1f}→{b:.1f}" for a, b in zip(load_before, os.getloadavg(), strict=True))
     print(f"load average (1, 5, 15 min) before→after: {load}")
+    if not args.keep:
+        tear_down()
     return 0
 
 
