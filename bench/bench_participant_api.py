@@ -105,6 +105,8 @@ def tear_down() -> None:
     """Remove every bench study and what its sessions stored, the bench networks and the
     minimal view's table: the database the stack points at (the demo's, under `make bench`)
     is left as it was, but for the few images (content-addressed, shared)."""
+    from django.contrib.auth.models import User
+
     from backend.participation.models import (
         Participant,
         PracticeResponse,
@@ -112,8 +114,6 @@ def tear_down() -> None:
         Session,
         SessionEvent,
     )
-    from django.contrib.auth.models import User
-
     from backend.stimuli.models import Layer, Network, UnitSet
     from backend.studies.models import Study, Trial
 
