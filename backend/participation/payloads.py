@@ -15,7 +15,7 @@ from django.db.models import Count, Q
 
 from backend.participation import recruitment
 from backend.participation.models import Session
-from backend.participation.practice import block_states, practice_slots
+from backend.participation.practice import PracticeSlot, block_states, practice_slots
 from backend.stimuli.models import Image
 from backend.studies.links import render_markdown
 from backend.studies.models import Study, TrialDisplay
@@ -75,10 +75,9 @@ def trial_payload(trial: TrialDisplay, index: int, block: int, urls: dict[int, s
     return payload
 
 
-def timeline_payload(session: Session) -> tuple[list[dict], list[dict]]:
+def timeline_payload(session: Session, slots: list[PracticeSlot]) -> tuple[list[dict], list[dict]]:
     """(practice, trials) for the session's task list; a practice trial's `block` is its
     practice block (state_payload's `practice_blocks` says where each block comes)."""
-    slots = practice_slots(session.task_list)
     trials = list(session.task_list.trials.order_by("index"))
     urls = image_urls([*(slot.trial for slot in slots), *trials])
     return (
@@ -92,8 +91,11 @@ def completion_payload(session: Session) -> dict[str, Any]:
     return recruitment.completion(session.study, platform, session.platform_params)
 
 
-def state_payload(session: Session) -> dict[str, Any]:
-    """§2: where the session is. The counter only where the design shows one."""
+def state_payload(session: Session, slots: list[PracticeSlot] | None = None) -> dict[str, Any]:
+    """§2: where the session is. The counter only where the design shows one. `slots`: the
+    list's practice, where the caller has it already."""
+    if slots is None:
+        slots = practice_slots(session.task_list)
     return {
         "next_trial_index": session.next_trial_index,
         "correct_count": session.correct_count if session.study.show_counter else None,
@@ -102,9 +104,7 @@ def state_payload(session: Session) -> dict[str, Any]:
         "practice_attempts": session.practice_attempts,
         "practice_blocks": [
             state.payload()
-            for state in block_states(
-                session, practice_slots(session.task_list), session.study.practice_until_correct
-            )
+            for state in block_states(session, slots, session.study.practice_until_correct)
         ],
         "completed": session.completed,
         "completion": completion_payload(session) if session.completed else None,
@@ -128,11 +128,12 @@ def block_scores(session: Session) -> list[dict[str, int]]:
 
 def start_payload(session: Session) -> dict[str, Any]:
     """§1: the token, the study, the timeline (empty once completed) and the state."""
-    practice, trials = ([], []) if session.completed else timeline_payload(session)
+    slots = practice_slots(session.task_list)
+    practice, trials = ([], []) if session.completed else timeline_payload(session, slots)
     return {
         "token": session.token,
         "study": study_payload(session.study),
         "practice": practice,
         "trials": trials,
-        "state": state_payload(session),
+        "state": state_payload(session, slots),
     }

@@ -180,18 +180,18 @@ def build(study: Study) -> Build:
 def _practice_blocks(
     conditions: list[Condition], practice_trials: list[PracticeTrial], plan: allocation.PlannedList
 ) -> list[dict[str, Any]]:
-    """The list's practice blocks. Without a schedule: one block first, of the practice trials
-    without a condition and those of the list's conditions. With one: the practice trials
-    without a condition first, then each condition's where the schedule puts its practice."""
+    """The list's practice blocks. Without practice in a block schedule: one block first, of
+    the practice trials without a condition and those of the list's conditions. With it: the
+    practice trials without a condition first, then each condition's where the schedule puts
+    its practice."""
     untagged = [p.pk for p in practice_trials if p.condition_id is None]
     by_condition = {
         i: [p.pk for p in practice_trials if p.condition_id == condition.pk]
         for i, condition in enumerate(conditions)
     }
     if not plan.practice:
-        shown = set(plan.condition_order)
-        trials = [p.pk for p in practice_trials if p.pk in untagged or any(
-            p.pk in by_condition[i] for i in shown)]  # fmt: skip
+        shown = {conditions[i].pk for i in plan.condition_order}
+        trials = [p.pk for p in practice_trials if p.condition_id in shown | {None}]
         return [{"before": 0, "condition": None, "trials": trials}] if trials else []
     blocks: list[dict[str, Any]] = []
     if untagged:

@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from backend.stimuli.models import ExemplarSet, Job, OcclusionMap
 from backend.studies import services
 from backend.studies.builder import BuildRefused
-from backend.studies.models import Study, TaskList, Trial
+from backend.studies.models import PracticeTrial, Study, TaskList, Trial
 from tests.studies import factories
 
 pytestmark = pytest.mark.django_db
@@ -346,3 +346,25 @@ def test_another_preset_replaces_a_block_schedule_and_unit_groups(owner: User) -
     assert study.block_schedule == [] and not study.block_feedback
     assert list(study.conditions.values_list("unit_group", "exclusion_rules")) == [(None, None)]
     assert services.do_build_task_lists(study)["trials_per_list"] == 45
+
+
+def test_between_participants_a_list_shows_only_its_own_conditions_practice(owner: User) -> None:
+    """Zimmermann et al. 2021's none condition had no practice: practice trials tagged with the
+    other conditions are not shown to its lists; untagged ones are shown to every list."""
+    units = factories.stimulated_unit_set(20)
+    study = factories.study(owner, "zimmermann2021", units, target_valid_responses_per_unit=2)
+    natural = study.conditions.get(name="natural")
+    unit = units.units.first()
+    tagged = PracticeTrial.objects.create(study=study, index=0, unit=unit, condition=natural)
+    services.do_build_task_lists(study)
+    by_condition = {
+        task_list.condition_order[0]: task_list.practice_blocks
+        for task_list in study.task_lists.all()
+    }
+    assert by_condition["none"] == [] and by_condition["mixed"] == []
+    assert by_condition["natural"] == [{"before": 0, "condition": None, "trials": [tagged.pk]}]
+    untagged = PracticeTrial.objects.create(study=study, index=1, unit=unit)
+    services.do_build_task_lists(study)
+    none_list = study.task_lists.filter(condition_order=["none"]).first()
+    assert none_list is not None
+    assert none_list.practice_blocks == [{"before": 0, "condition": None, "trials": [untagged.pk]}]
