@@ -293,7 +293,7 @@ export function practiceBlock(
   const summary = button(
     () =>
       passed
-        ? "<p>All practice answers were right. Now the main trials begin.</p>"
+        ? "<p>All practice answers were right. Continue when you are ready.</p>"
         : `<p>${correct} of ${practice.length} practice answers were right. The practice repeats until all are right.</p>`,
     "Continue",
     { data: { psylens_stage: "practice_summary" } },
