@@ -12,10 +12,12 @@ import socket
 from typing import Any
 
 from celery import Task
+from celery.signals import worker_process_init
 
 from backend.celery import app
 from backend.stimuli import jobs, work
 from backend.stimuli.models import Job
+from worker import memory
 
 
 class JobTask(Task):  # type: ignore[misc]
@@ -30,6 +32,12 @@ class JobTask(Task):  # type: ignore[misc]
     ) -> None:
         if args:
             jobs.mark_failed_after_retries(int(args[0]), exc)
+
+
+@worker_process_init.connect
+def _keep_freed_memory(**_: Any) -> None:
+    """Each job reallocates the same large tensors batch after batch: keep freed memory."""
+    memory.keep_freed_memory()
 
 
 @app.task(name="default.ping")
