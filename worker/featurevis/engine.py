@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from worker import memory
 from worker.featurevis import rng, transforms
 from worker.featurevis.batch import Element, cut_batches, plan_elements
 from worker.featurevis.config import FeatureVisConfig
@@ -100,6 +101,7 @@ def render_units(
     """
     if config.method == "maco" and magnitude is None:
         raise ValueError("MACO needs a magnitude spectrum computed from natural images")
+    memory.keep_freed_memory()  # every step reallocates the same activations (worker.memory)
     search = bool(config.diversity_weight_candidates) and top_natural_activations is not None
     weights = config.diversity_weight_candidates if search else (config.diversity_weight,)
     elements = plan_elements(units, config.images_per_unit, weights)

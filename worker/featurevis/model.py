@@ -18,6 +18,7 @@ import torch
 
 from worker.featurevis.config import FeatureVisConfig
 from worker.featurevis.fold import fold_batchnorms
+from worker.featurevis.fuse import fuse_conv_activations, fusion_available
 from worker.pipelines.networks import Network, TruncatedNetwork
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def layer_model(network: Network, layer: str, config: FeatureVisConfig) -> Layer
     """The truncated network for `layer`; CUDA speed-ups switch on only when on CUDA."""
     truncated = TruncatedNetwork(network, [layer])
     if config.fold_batchnorm and not network.is_torchscript:
-        truncated = _folded_if_equal(network, truncated, config.network_size)
+        truncated = _folded_if_equal(network, truncated, config)
     key = truncated.taps[0].key
 
     def eager(inputs: torch.Tensor) -> torch.Tensor:
@@ -74,12 +75,18 @@ def layer_model(network: Network, layer: str, config: FeatureVisConfig) -> Layer
     )
 
 
-def _folded_if_equal(network: Network, truncated: TruncatedNetwork, size: int) -> TruncatedNetwork:
-    """The network with BatchNorms folded, if it gives the same activation on a test image."""
+def _folded_if_equal(
+    network: Network, truncated: TruncatedNetwork, config: FeatureVisConfig
+) -> TruncatedNetwork:
+    """The network with BatchNorms folded (and on CPUs each conv fused with its ReLU/ReLU6),
+    if it gives the same activation on a test image."""
     module, count = fold_batchnorms(network.module)
     if count == 0:
         return truncated
+    if config.fuse_activations and fusion_available(network.device):
+        fuse_conv_activations(module)
     folded = TruncatedNetwork(dataclasses.replace(network, module=module), truncated.taps)
+    size = config.network_size
     probe = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     probe = (probe - 0.5).to(network.device)  # roughly normalised input
     with torch.no_grad():
@@ -88,7 +95,7 @@ def _folded_if_equal(network: Network, truncated: TruncatedNetwork, size: int) -
     scale = float(expected[key].abs().max()) + 1e-6
     if torch.allclose(got[key], expected[key], rtol=1e-3, atol=1e-4 * scale):
         return folded
-    log.warning("folding BatchNorms changed %s's activation; using the original network", key)
+    log.warning("folding or fusing changed %s's activation; using the original network", key)
     return truncated
 
 
