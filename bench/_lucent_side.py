@@ -2,6 +2,7 @@
 
 Reads one JSON command per stdin line and answers one JSON line: {"render": [units], ...} renders
 each unit on its own (torch-lucent 0.1.8's render_vis, one unit at a time) and reports seconds.
+Arguments: torch threads, then "keep" to give it our engine's malloc thresholds (worker.memory).
 Not a test and not part of PsyLens: it exists only so the benchmark can compare side by side.
 """
 
@@ -20,6 +21,7 @@ warnings.filterwarnings("ignore")
 
 from lucent.optvis import objectives, param, render, transform  # noqa: E402
 
+from worker.memory import keep_freed_memory  # noqa: E402
 from worker.pipelines.networks import load_network  # noqa: E402
 
 
@@ -54,6 +56,8 @@ def render_unit(network, layer: str, unit: int, options: dict) -> float:  # type
 
 def main() -> None:
     torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
+    if sys.argv[2:3] == ["keep"]:
+        keep_freed_memory()
     network = load_network("builtin:efficientnet_lite0", device="cpu")
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
