@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CUDA_BATCH_SIZE = 64
-# On a 2-core CPU, 4 images per batch were measured fastest per image (bench_featurevis.py),
+# On a 2-core CPU, 4 views per batch were measured fastest per image (bench_featurevis.py),
 # once freed activations are kept for reuse (worker.memory): at 224 px a batch of 4 keeps every
 # activation under glibc's 32 MB mmap ceiling; batch 1 pays per-op overheads.
 CPU_BATCH_SIZE = 4
@@ -71,7 +71,11 @@ class FeatureVisConfig:
     def resolved_batch_size(self, device_type: str) -> int:
         if self.batch_size is not None:
             return self.batch_size
-        return CUDA_BATCH_SIZE if device_type == "cuda" else CPU_BATCH_SIZE
+        if device_type == "cuda":
+            return CUDA_BATCH_SIZE
+        # The network sees maco_crops views of each MACO image: keep the views' batch near 4.
+        views_per_image = self.maco_crops if self.method == "maco" else 1
+        return max(1, CPU_BATCH_SIZE // views_per_image)
 
     def to_json(self) -> dict[str, Any]:
         """The parameters as a JSON-able dict (tuples become lists)."""

@@ -14,6 +14,7 @@ from worker.featurevis import (
     imi_preset,
     linear_encoder,
     lucent_preset,
+    maco_preset,
     visualize,
 )
 from worker.featurevis.config import TransformConfig
@@ -168,3 +169,11 @@ def test_imi_weight_search_keeps_the_strongest_diversity_whose_images_beat_the_e
     assert all(v.exceeds_natural for v in easy)
     assert len(impossible) == 2 and not any(v.exceeds_natural for v in impossible)
     assert easy[0].image.shape == (40, 40, 3)  # the stored image is the 224-style crop
+
+
+def test_default_batches_hold_about_four_views_on_a_cpu_and_64_images_on_a_gpu() -> None:
+    assert lucent_preset().resolved_batch_size("cpu") == 4
+    assert lucent_preset().resolved_batch_size("cuda") == 64
+    assert maco_preset().resolved_batch_size("cpu") == 1  # 6 crops per image are 6 views
+    assert maco_preset(maco_crops=2).resolved_batch_size("cpu") == 2
+    assert maco_preset(batch_size=3).resolved_batch_size("cpu") == 3
