@@ -57,7 +57,7 @@ def test_fused_convs_match_conv_then_relu_or_relu6_in_value_and_gradient() -> No
         nn.Sequential(
             nn.Conv2d(3, 8, 3, stride=2, padding=1),
             nn.ReLU6(inplace=True),
-            nn.Conv2d(8, 8, 3, padding=1, groups=8),  # depthwise, as in EfficientNet
+            nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False),  # depthwise, no bias
             nn.Identity(),  # a folded BatchNorm
             nn.ReLU(),
             nn.Conv2d(8, 4, 1),  # no activation after it: stays a plain conv
