@@ -2,7 +2,9 @@
 
 Reads one JSON command per stdin line and answers one JSON line: {"render": [units], ...} renders
 each unit on its own (torch-lucent 0.1.8's render_vis, one unit at a time) and reports seconds.
-Arguments: torch threads, then "keep" to give it our engine's malloc thresholds (worker.memory).
+Arguments: torch threads, the device (cpu or cuda: torch-lucent itself puts its images on the
+GPU whenever there is one), then "keep" to give it our engine's malloc thresholds
+(worker.memory).
 Not a test and not part of PsyLens: it exists only so the benchmark can compare side by side.
 """
 
@@ -56,9 +58,10 @@ def render_unit(network, layer: str, unit: int, options: dict) -> float:  # type
 
 def main() -> None:
     torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
-    if sys.argv[2:3] == ["keep"]:
+    device = sys.argv[2] if len(sys.argv) > 2 else "cpu"
+    if sys.argv[3:4] == ["keep"]:
         keep_freed_memory()
-    network = load_network("builtin:efficientnet_lite0", device="cpu")
+    network = load_network("builtin:efficientnet_lite0", device=device)
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         command = json.loads(line)

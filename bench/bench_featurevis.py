@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from worker.featurevis import ChannelObjective, layer_model, lucent_preset, visualize  # noqa: E402
-from worker.featurevis.config import CPU_BATCH_SIZE  # noqa: E402
 from worker.pipelines.networks import Network, load_network  # noqa: E402
 
 LUCENT_PYTHON = ROOT / ".bench-venv-lucent" / "bin" / "python"
@@ -53,15 +53,25 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=None, help="default: engine's choice")
     parser.add_argument("--quality-units", type=int, default=8, help="0 skips the quality run")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
+    parser.add_argument(
+        "--lucent-units",
+        type=int,
+        default=None,
+        help="time torch-lucent on the first N units only (it renders one at a time, so its "
+        "units/min does not depend on N); default: all",
+    )
+    parser.add_argument("--lucent-python", default=str(LUCENT_PYTHON))
     return parser.parse_args()
 
 
 class LucentSide:
     """The torch-lucent subprocess: one JSON command per line, one JSON answer per line."""
 
-    def __init__(self, threads: int, keep_freed_memory: bool = False) -> None:
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        command = [str(LUCENT_PYTHON), str(ROOT / "bench" / "_lucent_side.py"), str(threads)]
+    def __init__(self, args: argparse.Namespace, keep_freed_memory: bool = False) -> None:
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        script = str(ROOT / "bench" / "_lucent_side.py")
+        command = [args.lucent_python, script, str(args.threads), args.device]
         self.process = subprocess.Popen(
             command + (["keep"] if keep_freed_memory else []),
             stdin=subprocess.PIPE,
@@ -111,13 +121,20 @@ def ours(
 def floor_step(network: Network, args: argparse.Namespace, batch: int, repeats: int = 5) -> float:
     """Median seconds of one forward + backward of the truncated network on the batch."""
     model = layer_model(network, args.layer, lucent_preset(network_size=args.network_size))
-    times = []
-    for _ in range(repeats):
-        views = torch.rand(batch, 3, args.network_size, args.network_size, requires_grad=True)
+    size, times = args.network_size, []
+    for _ in range(repeats + 1):  # the first, on a GPU, also pays for cuDNN's choices
+        views = torch.rand(batch, 3, size, size, device=network.device, requires_grad=True)
+        synchronize(network.device)
         start = time.perf_counter()
         (grad,) = torch.autograd.grad(model(views).mean(), [views])
+        synchronize(network.device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(times[1:])
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def natural_crops(size: int) -> torch.Tensor:
@@ -143,7 +160,8 @@ def quality(network: Network, args: argparse.Namespace) -> tuple[float, int]:
     config = lucent_preset(image_size=args.image_size, network_size=args.network_size)
     model = layer_model(network, args.layer, config)
     with torch.no_grad():
-        acts = model(natural_crops(args.network_size)).mean(dim=(-2, -1))  # [images, C]
+        crops = natural_crops(args.network_size).to(network.device)
+        acts = model(crops).mean(dim=(-2, -1))  # [images, C]
     top = acts.max(0).values[units].tolist()
     visualizations = visualize(
         network, args.layer, ChannelObjective(), units, config, top_natural_activations=top
@@ -154,37 +172,42 @@ def quality(network: Network, args: argparse.Namespace) -> tuple[float, int]:
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    network = load_network("builtin:efficientnet_lite0", device="cpu")
-    # torch-lucent as it is used, and with the malloc thresholds our engine sets for itself
-    # (worker.memory), so that the speed-up is not only the allocator's.
-    lucent = LucentSide(args.threads)
-    lucent_kept = LucentSide(args.threads, keep_freed_memory=True)
+    device = torch.device(args.device)
+    network = load_network("builtin:efficientnet_lite0", device=args.device)
     units = list(range(args.units))
+    lucent_units = units[: args.lucent_units or args.units]
+    default_batch = lucent_preset(batch_size=args.batch_size).resolved_batch_size(device.type)
+    batch = min(default_batch, args.units)
+    # torch-lucent as it is used and, on a CPU, also with the malloc thresholds our engine sets
+    # for itself (worker.memory), so that the speed-up is not only the allocator's.
+    lucent = LucentSide(args)
+    sides: dict[str, Callable[[], float]] = {
+        "ours": lambda: ours(network, units, args, args.steps, args.batch_size),
+        "lucent": lambda: lucent.render(lucent_units, args, args.steps),
+    }
+    lucents = [lucent]
+    if device.type == "cpu":
+        kept = LucentSide(args, keep_freed_memory=True)
+        lucents.append(kept)
+        sides["lucent_kept"] = lambda: kept.render(lucent_units, args, args.steps)
+    if batch < args.units:
+        sides["one_batch"] = lambda: ours(network, units, args, args.steps, args.units)
     ours(network, units[:2], args, 2, None)  # warm-up every side
-    lucent.render([0], args, 2), lucent_kept.render([0], args, 2)
+    for side in lucents:
+        side.render([0], args, 2)
     rows = []
     for round_number in range(args.rounds):
         # Alternate who goes first, so a burst of load from other processes hits both sides.
-        order = ["ours", "lucent", "lucent_kept", "one_batch"]
+        order = list(sides)
         if round_number % 2:
             order.reverse()
-        seconds: dict[str, float] = {}  # per side, for all args.units units
-        for side in order:
-            if side == "ours":
-                seconds[side] = ours(network, units, args, args.steps, args.batch_size)
-            elif side == "lucent":
-                seconds[side] = lucent.render(units, args, args.steps)
-            elif side == "lucent_kept":
-                seconds[side] = lucent_kept.render(units, args, args.steps)
-            else:  # every unit in one batch
-                seconds[side] = ours(network, units, args, args.steps, len(units))
-        batch = args.batch_size or CPU_BATCH_SIZE
+        seconds = {side: sides[side]() for side in order}  # per side, for all its units
         seconds["floor"] = floor_step(network, args, batch) / batch  # per image
         rows.append(seconds)
         print(f"round {round_number + 1}: {json.dumps(seconds)}", flush=True)
-    lucent.close()
-    lucent_kept.close()
-    report(rows, args)
+    for side in lucents:
+        side.close()
+    report(rows, args, batch, len(lucent_units))
     if args.quality_units:
         fraction, steps = quality(network, args)
         print(
@@ -193,38 +216,44 @@ def main() -> None:
         )
 
 
-def report(rows: list[dict[str, float]], args: argparse.Namespace) -> None:
-    def per_minute(key: str, count: int) -> list[float]:
+def report(
+    rows: list[dict[str, float]], args: argparse.Namespace, batch: int, lucent_units: int
+) -> None:
+    def per_minute(key: str) -> list[float]:
+        count = args.units if key in ("ours", "one_batch") else lucent_units
         return [count / row[key] * 60 for row in rows]
 
-    ours_rate = per_minute("ours", args.units)
-    lucent_rate = per_minute("lucent", args.units)
-    kept_rate = per_minute("lucent_kept", args.units)
-    one_batch_rate = per_minute("one_batch", args.units)
-    ratios = [a / b for a, b in zip(ours_rate, lucent_rate, strict=True)]
-    kept_ratios = [a / b for a, b in zip(ours_rate, kept_rate, strict=True)]
+    rates = {key: per_minute(key) for key in rows[0] if key != "floor"}
     step_ratio = [row["ours"] / (args.steps * args.units) / row["floor"] for row in rows]
     median = statistics.median
+    gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") else "none"
     print(
         f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"torch {torch.__version__}, {args.threads} threads; load average at end "
+        f"GPU {gpu}, torch {torch.__version__}, {args.threads} threads; load average at end "
         f"{os.getloadavg()[0]:.1f} (shared machine: sides alternate each round)"
     )
     print(
         f"setup: builtin:efficientnet_lite0 {args.layer}, {args.image_size} px -> "
-        f"{args.network_size} px, {args.steps} steps, {args.units} units, {args.rounds} rounds\n"
+        f"{args.network_size} px, {args.steps} steps, {args.units} units (torch-lucent: "
+        f"{lucent_units}), {args.rounds} rounds, on {args.device}\n"
     )
     print("| measure | median | per round |")
     print("| --- | --- | --- |")
-    table = [
-        (f"ours, batches of {args.batch_size or CPU_BATCH_SIZE}: units/min", ours_rate, ""),
-        (f"ours, all {args.units} units in one batch: units/min", one_batch_rate, ""),
-        ("torch-lucent 0.1.8, one unit at a time: units/min", lucent_rate, ""),
-        ("torch-lucent, with our malloc thresholds: units/min", kept_rate, ""),
-        ("speed-up, ours (default batch) / torch-lucent, same round", ratios, "x"),
-        ("speed-up, ours / torch-lucent with our malloc thresholds", kept_ratios, "x"),
-        ("our step / floor (fwd+bwd of the truncated net, same batch)", step_ratio, ""),
-    ]
+    labels = {
+        "ours": f"ours, batches of {batch}: units/min",
+        "one_batch": f"ours, all {args.units} units in one batch: units/min",
+        "lucent": "torch-lucent 0.1.8, one unit at a time: units/min",
+        "lucent_kept": "torch-lucent, with our malloc thresholds: units/min",
+    }
+    table = [(labels[key], values, "") for key, values in rates.items()]
+    for key, label in (
+        ("lucent", "speed-up, ours (default batch) / torch-lucent, same round"),
+        ("lucent_kept", "speed-up, ours / torch-lucent with our malloc thresholds"),
+    ):
+        if key in rates:
+            ratios = [a / b for a, b in zip(rates["ours"], rates[key], strict=True)]
+            table.append((label, ratios, "x"))
+    table.append(("our step / floor (fwd+bwd of the truncated net, same batch)", step_ratio, ""))
     for label, values, unit in table:
         per_round = ", ".join(f"{value:.2f}" for value in values)
         print(f"| {label} | {median(values):.2f}{unit} | {per_round} |")
