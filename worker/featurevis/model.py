@@ -34,6 +34,7 @@ class LayerModel:
     device: torch.device
     mixed_precision: bool
     channels_last: bool
+    module: torch.nn.Module  # the network that runs: a folded (and fused) copy, or the original
 
     def __call__(self, views: torch.Tensor) -> torch.Tensor:
         inputs = (views - self.mean) / self.std
@@ -72,6 +73,7 @@ def layer_model(network: Network, layer: str, config: FeatureVisConfig) -> Layer
         network.device,
         mixed_precision=config.mixed_precision and on_cuda,
         channels_last=config.channels_last,
+        module=truncated.network.module,
     )
 
 
@@ -80,11 +82,11 @@ def _folded_if_equal(
 ) -> TruncatedNetwork:
     """The network with BatchNorms folded (and on CPUs each conv fused with its ReLU/ReLU6),
     if it gives the same activation on a test image."""
-    module, count = fold_batchnorms(network.module)
-    if count == 0:
-        return truncated
+    module, changes = fold_batchnorms(network.module)  # a copy
     if config.fuse_activations and fusion_available(network.device):
-        fuse_conv_activations(module)
+        changes += fuse_conv_activations(module)
+    if changes == 0:
+        return truncated
     folded = TruncatedNetwork(dataclasses.replace(network, module=module), truncated.taps)
     size = config.network_size
     probe = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
