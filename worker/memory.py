@@ -48,6 +48,11 @@ def keep_freed_memory() -> bool:
     return taken
 
 
+def kept() -> bool:
+    """Whether this process keeps freed memory (keep_freed_memory ran and glibc took it)."""
+    return _state["kept"]
+
+
 def _glibc() -> ctypes.CDLL | None:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None

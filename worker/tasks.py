@@ -42,8 +42,14 @@ def _keep_freed_memory(**_: Any) -> None:
 
 @app.task(name="default.ping")
 def ping(payload: Any = None) -> dict[str, Any]:
-    """Echo, with the worker's host and pid: used by health checks and the queue tests."""
-    return {"payload": payload, "host": socket.gethostname(), "pid": os.getpid()}
+    """Echo, with the worker's host and pid (and whether it keeps freed memory): used by health
+    checks and the queue tests."""
+    return {
+        "payload": payload,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "keeps_freed_memory": memory.kept(),
+    }
 
 
 @app.task(name="default.import_images", base=JobTask)

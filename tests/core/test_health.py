@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 from typing import Any
 
 import pytest
@@ -33,6 +34,8 @@ class TestWithAWorker:
         result = ping.delay({"hello": "worker"}).get(timeout=60)
         assert result["payload"] == {"hello": "worker"}
         assert result["pid"] != os.getpid()
+        # worker processes keep freed tensor memory for reuse from their start (worker.memory)
+        assert result["keeps_freed_memory"] is (platform.libc_ver()[0] == "glibc")
 
     def test_readyz_is_ready_with_a_live_worker(self, celery_worker: Any, client: Client) -> None:
         response = client.get("/readyz")
