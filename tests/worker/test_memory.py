@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -36,8 +37,17 @@ print(json.dumps([in_heap(torch.ones(16 * mb)), in_heap(torch.ones(48 * mb))]))
 
 
 def placements(mode: str) -> list[bool]:
+    # glibc's defaults, whatever the environment says (GLIBC_TUNABLES, MALLOC_*_ variables)
+    env = {
+        k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES" and not k.startswith("MALLOC_")
+    }
     result = subprocess.run(
-        [sys.executable, "-c", WHERE, mode], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", WHERE, mode],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return list(json.loads(result.stdout))
 
