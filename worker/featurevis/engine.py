@@ -59,7 +59,7 @@ class _Batch:
 
     elements: list[Element]
     units: torch.Tensor  # [batch] int64
-    groups: torch.Tensor  # [batch] int64
+    groups: torch.Tensor  # [batch] int64, on the CPU (read there; no device sync)
     weights: torch.Tensor  # [batch] diversity weights
     keys: torch.Tensor  # [batch] int64 rng keys
     image: FourierImage | PhaseImage
@@ -72,7 +72,7 @@ class _Batch:
     def keep(self, index: torch.Tensor) -> None:
         index_cpu = index.cpu()
         self.elements = [self.elements[i] for i in index_cpu.tolist()]
-        self.units, self.groups = self.units[index], self.groups[index]
+        self.units, self.groups = self.units[index], self.groups[index_cpu]
         self.weights, self.keys = self.weights[index], self.keys[index]
         self.image.set_parameter(self.image.parameter()[index])
         self.adam.keep(index)
@@ -179,7 +179,7 @@ def _start_batch(
     return _Batch(
         elements=list(elements),
         units=torch.tensor(units, device=device),
-        groups=torch.tensor([element.group for element in elements], device=device),
+        groups=torch.tensor([element.group for element in elements]),
         weights=torch.tensor([e.diversity_weight for e in elements], device=device),
         keys=keys.to(device),
         image=image,
@@ -221,28 +221,43 @@ def _objective_terms(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """activation: [batch] (mean over MACO's crops) and diversity penalty: [batch]."""
     crops = config.maco_crops if config.method == "maco" else 1
-    views = _random_views(batch, config, images, step)  # [batch * crops, 3, N, N]
-    acts = model(views)
+    inputs = _random_views(model, batch, config, images, step)  # [batch * crops, 3, N, N]
+    acts = model.on_inputs(inputs)
     units = batch.units.repeat_interleave(crops)
     activation = objective(acts, units).view(len(batch.elements), crops).mean(1)
-    if crops == 1 and config.images_per_unit > 1 and bool((batch.weights > 0).any()):
-        return activation, diversity_penalty(acts, batch.groups)
+    diverse = any(element.diversity_weight > 0 for element in batch.elements)
+    if crops == 1 and config.images_per_unit > 1 and diverse:
+        return activation, diversity_penalty(acts, _group_sizes(batch.elements))
     return activation, torch.zeros_like(activation)
 
 
+def _group_sizes(elements: list[Element]) -> list[int]:
+    """The sizes of the consecutive runs of one group (groups are never split or interleaved)."""
+    sizes: list[int] = []
+    for index, element in enumerate(elements):
+        if index and element.group == elements[index - 1].group:
+            sizes[-1] += 1
+        else:
+            sizes.append(1)
+    return sizes
+
+
 def _random_views(
-    batch: _Batch, config: FeatureVisConfig, images: torch.Tensor, step: int
+    model: LayerModel, batch: _Batch, config: FeatureVisConfig, images: torch.Tensor, step: int
 ) -> torch.Tensor:
+    """The network's inputs (normalised) for this step's random views of `images`."""
     stream = step * STREAMS_PER_STEP
+    size, normalise = config.network_size, model.normalisation
     if config.method != "maco":
         theta = transforms.sample_affine(batch.keys, stream, images.shape[-1], config.transforms)
-        return transforms.warp(images, theta.to(images.device), config.network_size)
+        return transforms.warp(images, theta.to(images.device), size, normalise)
     crops = config.maco_crops
     theta = transforms.sample_crops(batch.keys, stream, crops, config.maco_crop_range)
-    views = transforms.warp(
-        images.repeat_interleave(crops, 0), theta.to(images.device), config.network_size
+    inputs = transforms.warp(
+        images.repeat_interleave(crops, 0), theta.to(images.device), size, normalise
     )
-    return views + config.maco_noise * _element_noise(batch.keys, stream + 1, views.shape, crops)
+    noise = _element_noise(batch.keys, stream + 1, inputs.shape, crops)
+    return inputs + config.maco_noise * noise / model.std  # noise on the views, in [0, 1] units
 
 
 def _element_noise(keys: torch.Tensor, stream: int, shape: torch.Size, crops: int) -> torch.Tensor:
@@ -260,7 +275,7 @@ def _finished_groups(batch: _Batch, at_limit: bool) -> torch.Tensor:
     """finished: [batch] bool; a group finishes when all its images have plateaued."""
     if at_limit:
         return torch.ones(len(batch.elements), dtype=torch.bool)
-    groups = batch.groups.cpu()
+    groups = batch.groups
     unfinished = torch.zeros(int(groups.max()) + 1).index_add_(
         0, groups, (~batch.plateaued).float()
     )
@@ -281,9 +296,8 @@ def _finish(
     images = batch.image.images()[index]
     crop = config.transforms.crop_size if config.method != "maco" else None
     theta = transforms.identity_view(len(index), images.shape[-1], crop).to(images.device)
-    activation = objective(
-        model(transforms.warp(images, theta, config.network_size)), batch.units[index]
-    )
+    inputs = transforms.warp(images, theta, config.network_size, model.normalisation)
+    activation = objective(model.on_inputs(inputs), batch.units[index])
     stored = _centre_crop(images, crop)
     for row, i in enumerate(index.tolist()):
         attribution = None if batch.attribution is None else _normalised(batch.attribution[i])

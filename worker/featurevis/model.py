@@ -37,7 +37,15 @@ class LayerModel:
     module: torch.nn.Module  # the network that runs: a folded (and fused) copy, or the original
 
     def __call__(self, views: torch.Tensor) -> torch.Tensor:
-        inputs = (views - self.mean) / self.std
+        return self.on_inputs((views - self.mean) / self.std)
+
+    @property
+    def normalisation(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std), each [1, 3, 1, 1]: inputs = (views - mean) / std."""
+        return self.mean, self.std
+
+    def on_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """inputs: views already normalised (transforms.warp's `normalise`) → acts."""
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         with self._autocast():

@@ -8,7 +8,7 @@ exemplar pipeline measures the unit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import torch
@@ -94,21 +94,26 @@ def linear_encoder(
     return encode
 
 
-def diversity_penalty(acts: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+def diversity_penalty(acts: torch.Tensor, group_sizes: Sequence[int]) -> torch.Tensor:
     """penalty: [batch], Lucid's diversity: cosine similarity of an image's Gram matrix with
     those of the other images of its group (a unit's images), divided by the group size.
 
-    Elements of different groups never interact, so groups stay independent of their batch.
+    The batch is consecutive groups of `group_sizes` elements. Each group is computed on its
+    own, so its penalty is bit for bit the same in any batch: one product over the whole batch
+    rounds differently with the batch's size, and Adam carries that into the images.
     """
     flat = _as_spatial(acts).float().flatten(2)  # [batch, C, P]
-    gram_products = _gram_products(flat)  # [batch, batch]: <G_i, G_j>
+    return torch.cat([_group_penalty(group) for group in flat.split(list(group_sizes))])
+
+
+def _group_penalty(flat: torch.Tensor) -> torch.Tensor:
+    """penalty: [k] for one group, flat: [k, C, P]."""
+    size = len(flat)
+    gram_products = _gram_products(flat)  # [k, k]: <G_i, G_j>
     norms = gram_products.diagonal().clamp_min(1e-20).sqrt()
     cosine = gram_products / (norms[:, None] * norms[None, :])
-    same_group = groups[:, None] == groups[None, :]
-    others = same_group & ~torch.eye(len(groups), dtype=torch.bool, device=groups.device)
-    similarity = cosine * others  # [batch, batch]
-    group_size = same_group.sum(1).to(similarity.dtype)
-    return similarity.sum(1) / group_size
+    others = ~torch.eye(size, dtype=torch.bool, device=flat.device)
+    return (cosine * others).sum(1) / size
 
 
 def _gram_products(flat: torch.Tensor) -> torch.Tensor:

@@ -66,21 +66,31 @@ class PlateauStop:
         return cls(min_steps, window, tolerance, nan, nan.clone())
 
     def update(self, grad_norm: torch.Tensor, step: int) -> torch.Tensor:
-        """grad_norm: [batch] at 1-based `step` → finished: [batch] bool."""
-        grad_norm = grad_norm.detach().float().cpu()
+        """grad_norm: [batch] at 1-based `step` → finished: [batch] bool, on the CPU.
+
+        The smoothing stays on grad_norm's device; only every `window` steps is the decision
+        read back, so a GPU is not made to wait for the host at every step.
+        """
+        finished = torch.zeros(len(grad_norm), dtype=torch.bool)
+        if self.min_steps is None:  # no plateau stopping: nothing to track
+            return finished
+        grad_norm = grad_norm.detach().float()
+        if self.smoothed.device != grad_norm.device:
+            self.smoothed = self.smoothed.to(grad_norm.device)
+            self.reference = self.reference.to(grad_norm.device)
         alpha = 2.0 / (self.window + 1)
         first = torch.isnan(self.smoothed)
         self.smoothed = torch.where(
             first, grad_norm, (1 - alpha) * self.smoothed + alpha * grad_norm
         )
-        finished = torch.zeros_like(grad_norm, dtype=torch.bool)
-        if self.min_steps is None or step % self.window != 0:
+        if step % self.window != 0:
             return finished
         change = (self.smoothed - self.reference).abs() / self.reference.abs().clamp_min(1e-12)
-        finished = (step >= self.min_steps) & (change < self.tolerance)
         self.reference = self.smoothed.clone()
-        return finished
+        if step < self.min_steps:
+            return finished
+        return (change < self.tolerance).cpu()
 
     def keep(self, index: torch.Tensor) -> None:
-        index = index.cpu()
+        index = index.to(self.smoothed.device)
         self.smoothed, self.reference = self.smoothed[index], self.reference[index]

@@ -26,7 +26,9 @@ def decorrelated_to_rgb(image: torch.Tensor, decorrelate: bool = True) -> torch.
     """image: [batch, 3, H, W] in decorrelated space → [batch, 3, H, W] RGB in [0, 1]."""
     if decorrelate:
         matrix = COLOR_CORRELATION_NORMALIZED.to(image.device, image.dtype)
-        image = torch.einsum("bchw,dc->bdhw", image, matrix)
+        # [3, 3] @ [batch, 3, H*W]: an einsum here runs as a batched product with an inner
+        # dimension of 3, several times slower forward and backward on CPUs
+        image = (matrix @ image.flatten(2)).view(image.shape)
     return torch.sigmoid(image)
 
 
