@@ -62,10 +62,15 @@ def test_the_owner_watches_results_arrive_and_sorts_the_units(
         " return img.complete && img.naturalWidth > 0; }"
     )
     assert unit_column(page) == ["3", "5", "12"]
+    page.wait_for_selector("#units[data-sortable=ready]")
     header = page.locator("#units th", has_text="unit").nth(1)  # "unit set" comes before "unit"
     header.click()
     assert unit_column(page) == ["3", "5", "12"]
     header.click()
+    assert unit_column(page) == ["12", "5", "3"]
+    # the page reloads whenever results change: the sort survives it
+    page.reload()
+    page.wait_for_selector("#units[data-sortable=ready]")
     assert unit_column(page) == ["12", "5", "3"]
 
     take_part(fixture, "thirdparticipant03")
