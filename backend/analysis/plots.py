@@ -18,7 +18,10 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from backend.analysis.dashboard import CACHE_SECONDS, Cell, Results  # noqa: E402
 
-FIGURE_SIZE = (5.0, 2.8)
+FIGURE_SIZE = (5.0, 2.8)  # inches
+# The <img> attributes of a figure: its aspect ratio, so the page keeps the figure's place
+# while it is still being drawn (nothing below it moves under the researcher's pointer).
+FIGURE_ATTRIBUTES = {"width": round(FIGURE_SIZE[0] * 100), "height": round(FIGURE_SIZE[1] * 100)}
 
 
 def accuracy_figure(cells: list[Cell], chance: float, title: str) -> Figure:

@@ -91,6 +91,7 @@ def dashboard(request: HttpRequest, study_id: int) -> HttpResponse:
         "with_query": "".join(f"&with={other.dataset_id}" for other in compared),
         "sessions": sessions,
         "figures": list(plots.FIGURES),
+        "figure_size": plots.FIGURE_ATTRIBUTES,
         "compared_figures": [figure for figure, _ in ACCURACY_TABLES],
         "refresh_ms": int(REFRESH_SECONDS * 1000),
     }
