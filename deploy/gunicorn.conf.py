@@ -24,9 +24,15 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
 def post_worker_init(worker: Any) -> None:
-    """Freeze what loading the app allocated, so that the worker's garbage collections (which
-    hold the GIL and stall every thread of the worker) scan only what requests allocate
-    (docs/benchmarks.md: the response PUT's p99). GUNICORN_GC_FREEZE=0 turns it off."""
+    """Before the worker takes its first request: import every view (the URLconf), so the first
+    participants after a start or a worker recycle do not wait for it (about 1.8 s per worker,
+    most of it the results page's scipy and matplotlib; docs/benchmarks.md, participant page).
+    Then freeze what loading allocated, so that the worker's garbage collections (which hold the
+    GIL and stall every thread of the worker) scan only what requests allocate (the response
+    PUT's p99). GUNICORN_GC_FREEZE=0 turns the freezing off."""
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns  # noqa: B018 (imports the URLconf and with it every view)
     if os.environ.get("GUNICORN_GC_FREEZE", "1") == "1":
         gc.collect()
         gc.freeze()

@@ -4,6 +4,7 @@ name exists in the repository and in settings."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -102,3 +103,28 @@ def test_gunicorn_freezes_each_workers_loaded_heap_unless_told_not_to(monkeypatc
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_a_gunicorn_worker_imports_every_view_before_its_first_request() -> None:
+    """As gunicorn does: load the WSGI app, then post_worker_init; the results page's views
+    (scipy, matplotlib) are imported then, not during a participant's first request."""
+    import subprocess
+    import sys
+
+    script = f"""
+import runpy, sys
+from django.core.wsgi import get_wsgi_application
+get_wsgi_application()
+assert "backend.analysis.views" not in sys.modules, "loaded before the warm-up: test void"
+runpy.run_path({str(ROOT / "deploy/gunicorn.conf.py")!r})["post_worker_init"](None)
+print(" ".join(name for name in ("backend.analysis.views", "backend.participation.api",
+                                 "matplotlib.pyplot") if name in sys.modules))
+"""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "backend.settings", "GUNICORN_GC_FREEZE": "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [
+        "backend.analysis.views", "backend.participation.api", "matplotlib.pyplot"
+    ]  # fmt: skip
