@@ -1,18 +1,22 @@
 """Benchmark: the streaming exemplar pass and dictionary fits on the built-in EfficientNet-Lite0.
 
-Prints four tables:
+Prints five tables:
 
 1. Throughput (images/s) of the exemplar pass over already-decoded tensors, against a bare
-   forward loop of the same truncated network over the same tensors (target: ratio >= 0.8),
+   forward loop of the same truncated network (`inference_network`: folded, channels_last)
+   over the same tensors (target: ratio >= 0.8), and against the plain network (NCHW,
+   unfolded: what the pass ran before `inference_network`),
    on the demo set and on a larger generated set. The two are interleaved batch by batch (the
    bare forward of a batch runs just before the exemplar pass consumes it, and its time is
    subtracted from the pass's), so load from other processes on the machine hits both alike.
-2. The whole pass with decoding (run_exemplar_pass) against the decode-only ceiling.
-3. Peak memory of the whole pass for a small and a 10x larger generated set, each in a fresh
+2. An occlusion map of one channel (the job's unit function) with the plain and the inference
+   network: ms per occluded copy, and one map's seconds at the default stride.
+3. The whole pass with decoding (run_exemplar_pass) against the decode-only ceiling.
+4. Peak memory of the whole pass for a small and a 10x larger generated set, each in a fresh
    subprocess: resident memory just before the pass and its peak during the pass, sampled
    every 20 ms (must stay flat). RSS rather than tracemalloc, which does not see tensor memory
    (and, switched on, itself inflated RSS by 1 GB here).
-4. Dictionary fits (NMF, TopK SAE, PCA for reference) on one layer: seconds and held-out
+5. Dictionary fits (NMF, TopK SAE, PCA for reference) on one layer: seconds and held-out
    reconstruction error (1 - R^2); the layer's output is linear (half its entries negative), so
    NMF is also fitted on a post-ReLU6 point of the same block.
 
@@ -47,6 +51,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from worker.pipelines import occlusion  # noqa: E402
 from worker.pipelines.dictionary import (  # noqa: E402
     DictionaryConfig,
     fit_dictionary_on_samples,
@@ -60,6 +65,7 @@ from worker.pipelines.networks import (  # noqa: E402
     Preprocess,
     TruncatedNetwork,
     autocast_context,
+    inference_network,
     list_layers,
     load_network,
     prepare_batch,
@@ -133,12 +139,25 @@ def unit_sets_for(network: Network, layer: str) -> dict[str, UnitProjector]:
     }
 
 
-def bare_forward(network: Network, layer: str, batch: ImageBatch) -> float:
-    truncated = TruncatedNetwork(network, [layer])
+def bare_forward(
+    truncated: TruncatedNetwork,
+    network: Network,
+    layer: str,
+    batch: ImageBatch,
+    *,
+    plain: bool = False,
+) -> float:
+    """Seconds of one forward of ``batch``; ``plain``: NCHW input, as before the inference
+    network (the plain network is then given as ``truncated``)."""
     started = time.perf_counter()
     with torch.no_grad():
         with autocast_context(network.device):
-            acts = truncated(prepare_batch(batch.pixels, network.device))[layer]
+            pixels = (
+                batch.pixels.to(network.device)
+                if plain
+                else prepare_batch(batch.pixels, network.device)
+            )
+            acts = truncated(pixels)[layer]
         acts.float().sum().item()  # wait for the device, as the exemplar pass does
     return time.perf_counter() - started
 
@@ -148,19 +167,22 @@ def interleaved_pass(
     layer: str,
     unit_sets: dict[str, UnitProjector],
     batches: Sequence[ImageBatch],
-) -> tuple[float, float]:
-    """(bare seconds, exemplar-pass seconds) over ``batches``, measured batch by batch."""
-    bare_seconds = 0.0
+) -> tuple[float, float, float]:
+    """(plain-network seconds, bare inference-network seconds, exemplar-pass seconds) over
+    ``batches``, measured batch by batch."""
+    plain, fast = TruncatedNetwork(network, [layer]), inference_network(network, [layer])
+    seconds = {"plain": 0.0, "bare": 0.0}
 
     def feed() -> Iterator[ImageBatch]:
-        nonlocal bare_seconds
         for batch in batches:
-            bare_seconds += bare_forward(network, layer, batch)
+            seconds["plain"] += bare_forward(plain, network, layer, batch, plain=True)
+            seconds["bare"] += bare_forward(fast, network, layer, batch)
             yield batch
 
     started = time.perf_counter()
     compute_exemplars(network, unit_sets, feed(), ExemplarConfig())
-    return bare_seconds, time.perf_counter() - started - bare_seconds
+    total = time.perf_counter() - started
+    return seconds["plain"], seconds["bare"], total - seconds["plain"] - seconds["bare"]
 
 
 def throughput_rows(
@@ -169,11 +191,50 @@ def throughput_rows(
     batches = decode_all(refs, network.preprocess, args.batch_size)
     count = sum(len(batch) for batch in batches)
     unit_sets = unit_sets_for(network, args.layer)
-    bare_forward(network, args.layer, batches[0])  # warm-up
+    interleaved_pass(network, args.layer, unit_sets, batches[:1])  # warm-up
     rounds = [interleaved_pass(network, args.layer, unit_sets, batches) for _ in range(args.rounds)]
-    bare = count / statistics.median(seconds for seconds, _ in rounds)
-    exemplars = count / statistics.median(seconds for _, seconds in rounds)
-    return [f"| {label} | {count} | {bare:.1f} | {exemplars:.1f} | {exemplars / bare:.2f} |"]
+    plain, bare, exemplars = (
+        count / statistics.median(round_[i] for round_ in rounds) for i in range(3)
+    )
+    return [
+        f"| {label} | {count} | {plain:.1f} | {bare:.1f} | {exemplars:.1f} | "
+        f"{exemplars / bare:.2f} | {exemplars / plain:.2f} |"
+    ]
+
+
+def occlusion_rows(network: Network, args: argparse.Namespace, refs: list[ImageRef]) -> list[str]:
+    """ms per occluded copy (one channel at ``args.layer``, 40 % occluder, stride 8 over one
+    224 px demo image) with the plain and the inference network, and the full map's seconds at
+    the default stride of 2 px, extrapolated from that."""
+    projector = unit_sets_for(network, args.layer)["channels"]
+    image = decode_all(refs[:1], network.preprocess, 1)[0].pixels[0]
+    mean = torch.tensor(network.preprocess.mean)[:, None, None]
+    std = torch.tensor(network.preprocess.std)[:, None, None]
+    image = (image * std + mean).clamp(0, 1)  # back to RGB in [0, 1], as the job gives it
+    plain = TruncatedNetwork(network, [projector.tap])
+
+    def plain_fn(images: torch.Tensor) -> torch.Tensor:  # the job's unit before this change
+        acts = plain((images - mean) / std)[projector.tap.key]
+        return projector(acts.float())[:, 3]
+
+    config = occlusion.OcclusionConfig(stride=8)
+    side = image.shape[-1]
+    size = occlusion.occluder_size(side, config)
+    full = ((side - size) // 2 + 1) ** 2
+    rows = []
+    for label, unit_fn in (
+        ("plain network (NCHW)", plain_fn),
+        ("inference network", occlusion.unit_function(network, projector, 3)),
+    ):
+        occlusion.occlusion_map(unit_fn, image, config)  # warm-up
+        started = time.perf_counter()
+        result = occlusion.occlusion_map(unit_fn, image, config)
+        per_copy = (time.perf_counter() - started) / (result.activations.size + 1)
+        rows.append(
+            f"| {label} | {result.activations.size} | {per_copy * 1e3:.1f} | "
+            f"{full} | {per_copy * (full + 1):.0f} |"
+        )
+    return rows
 
 
 def decode_rows(network: Network, args: argparse.Namespace, refs: list[ImageRef]) -> list[str]:
@@ -316,12 +377,24 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.1f}"
     )
     print("\n## Exemplar pass vs bare truncated forward (same decoded tensors)\n")
-    print("| image set | images | bare forward img/s | exemplar pass img/s | ratio |")
-    print("| --- | --- | --- | --- | --- |")
+    print(
+        "| image set | images | plain network img/s (NCHW, unfolded) | bare inference network"
+        " img/s | exemplar pass img/s | pass / bare | pass / plain |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for row in throughput_rows(network, args, "demo (224 px crops)", demo):
         print(row, flush=True)
     generated = write_generated_set(cache, args.large)
     for row in throughput_rows(network, args, "generated (96 px PNG)", generated):
+        print(row, flush=True)
+
+    print(f"\n## Occlusion map of one channel at {args.layer} (224 px, 40 % occluder)\n")
+    print(
+        "| network | copies timed (stride 8) | ms per copy | copies at stride 2 |"
+        " one map at stride 2 (s) |"
+    )
+    print("| --- | --- | --- | --- | --- |")
+    for row in occlusion_rows(network, args, demo):
         print(row, flush=True)
 
     title = (

@@ -326,7 +326,6 @@ def base_images(unit: Unit, params: dict[str, Any]) -> list[int]:
 
 
 def occlusion_for(unit: Unit, image: Any, config: Any) -> None:
-    import torch
     from django.core.files.storage import default_storage
     from PIL import Image as PILImage
 
@@ -334,20 +333,12 @@ def occlusion_for(unit: Unit, image: Any, config: Any) -> None:
 
     unit_set = unit.unit_set
     network = load_network(unit_set.layer.network)
-    projector = load_projector(unit_set).to(network.device).eval()
+    unit_fn = occlusion.unit_function(network, load_projector(unit_set), unit.index)
     raw = networks.Preprocess(
         resize=network.preprocess.resize, crop=network.preprocess.crop,
         mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), interpolation=network.preprocess.interpolation,
     )  # fmt: skip
     with PILImage.open(default_storage.path(image.file.name)) as source:
         pixels = networks.preprocess_image(source.convert("RGB"), raw).to(network.device)
-    mean = torch.tensor(network.preprocess.mean, device=network.device)[:, None, None]
-    std = torch.tensor(network.preprocess.std, device=network.device)[:, None, None]
-    tap = projector.tap
-
-    def unit_fn(batch: Any) -> Any:
-        acts = networks.truncated_forward(network, (batch - mean) / std, [tap])[tap.key]
-        return projector(acts.float())[:, unit.index]
-
     result = occlusion.occlusion_map(unit_fn, pixels, config)
     services.do_save_occlusion_map(unit, image, result, config, pixels)

@@ -18,9 +18,11 @@ from worker.pipelines.networks import (
     Preprocess,
     TruncatedNetwork,
     autocast_context,
+    inference_network,
     list_layers,
     load_network,
     pick_device,
+    prepare_batch,
     preprocess_image,
     truncated_forward,
     wrap_module,
@@ -219,6 +221,69 @@ def test_truncated_network_can_be_reused_and_leaves_no_hooks() -> None:
         first, second = truncated(images), truncated(images)
     torch.testing.assert_close(first["block"], second["block"])
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in network.module.modules())
+
+
+class ConvBatchNormNet(nn.Module):
+    """conv -> BatchNorm (non-trivial running statistics) -> ReLU -> conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.act = nn.ReLU()
+        self.out = nn.Conv2d(8, 4, 1)
+        with torch.no_grad():
+            self.bn.running_mean.uniform_(-0.5, 0.5)
+            self.bn.running_var.uniform_(0.5, 2.0)
+            self.bn.weight.uniform_(0.5, 1.5)
+            self.bn.bias.uniform_(-0.2, 0.2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.act(self.bn(self.conv(x))))
+
+
+def _batchnorms(module: nn.Module) -> int:
+    return sum(isinstance(child, nn.BatchNorm2d) for child in module.modules())
+
+
+def test_the_inference_network_runs_a_folded_channels_last_copy_with_the_same_activations() -> None:
+    network = wrap_module(ConvBatchNormNet(), TINY_PREPROCESS, "test:conv-bn", "cpu")
+    images = torch.rand(4, 3, 32, 32)
+    fast = inference_network(network, ["act", "out"])
+    assert _batchnorms(fast.network.module) == 0 and _batchnorms(network.module) == 1
+    assert fast.network.module.out.weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = TruncatedNetwork(network, ["act", "out"])(images)
+        got = fast(prepare_batch(images, "cpu"))
+    for key in ("act", "out"):
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-5)
+    assert inference_network(network, ["out"]).network.module is fast.network.module  # made once
+
+
+def test_a_tap_on_a_convolution_whose_batchnorm_would_be_folded_reads_the_plain_network() -> None:
+    # folding moves the BatchNorm into `conv`: its output would no longer be the conv's own
+    network = wrap_module(ConvBatchNormNet(), TINY_PREPROCESS, "test:conv-bn", "cpu")
+    images = torch.rand(4, 3, 32, 32)
+    fast = inference_network(network, ["conv"])
+    assert fast.network.module is network.module
+    with torch.no_grad():
+        expected = TruncatedNetwork(network, ["conv"])(images)["conv"]
+        torch.testing.assert_close(fast(prepare_batch(images, "cpu"))["conv"], expected)
+
+
+@pytest.mark.slow
+def test_lite0s_inference_network_is_folded_and_gives_the_plain_activations(lite0) -> None:  # type: ignore[no-untyped-def]
+    taps = ["blocks.4", "blocks.4.2.bn2", "blocks.2:input"]
+    fast = inference_network(lite0, taps)
+    assert _batchnorms(fast.network.module) == 0 and _batchnorms(lite0.module) > 0
+    pixels = preprocess_image(Image.fromarray(skimage_data.astronaut()), lite0.preprocess)[None]
+    with torch.no_grad():
+        expected = TruncatedNetwork(lite0, taps)(pixels)
+        got = fast(prepare_batch(pixels, "cpu"))
+    for key, value in expected.items():
+        scale = float(value.abs().max())
+        torch.testing.assert_close(got[key], value, rtol=1e-4, atol=1e-5 * scale)
 
 
 def test_cpu_runs_in_plain_fp32() -> None:

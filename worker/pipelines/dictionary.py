@@ -26,7 +26,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from worker.pipelines.networks import LayerTap, Network, TruncatedNetwork, autocast_context
+from worker.pipelines.networks import (
+    LayerTap,
+    Network,
+    autocast_context,
+    inference_network,
+    prepare_batch,
+)
 from worker.pipelines.units import nnls_codes, position_vectors
 
 __all__ = [
@@ -108,14 +114,14 @@ def sample_position_vectors(
     Each vector gets a seeded random priority and the ``max_samples`` smallest are kept, merged
     batch by batch, so memory is bounded by ``max_samples`` whatever the number of images.
     """
-    truncated = TruncatedNetwork(network, [tap])
+    truncated = inference_network(network, [tap])
     key = LayerTap.parse(tap).key
     generator = torch.Generator().manual_seed(seed)
     kept_vectors: Tensor | None = None
     kept_priority = torch.empty(0)
     for index, images in enumerate(batches):
         with torch.no_grad(), autocast_context(network.device):
-            acts = truncated(images.to(network.device))[key]
+            acts = truncated(prepare_batch(images, network.device))[key]
         vectors = position_vectors(acts).reshape(-1, position_vectors(acts).shape[-1])
         vectors = vectors.float().cpu()
         priority = torch.rand(vectors.shape[0], generator=generator)

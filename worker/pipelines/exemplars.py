@@ -37,6 +37,7 @@ from worker.pipelines.networks import (
     Network,
     TruncatedNetwork,
     autocast_context,
+    inference_network,
     prepare_batch,
 )
 from worker.pipelines.units import UnitProjector
@@ -363,7 +364,7 @@ def compute_exemplars(
         raise ValueError("no unit set was given")
     device = network.device
     taps = list(dict.fromkeys(projector.tap for projector in unit_sets.values()))
-    truncated = TruncatedNetwork(network, taps)
+    truncated = inference_network(network, taps)
     projectors = {name: projector.to(device).eval() for name, projector in unit_sets.items()}
     accumulators = {
         name: _UnitSetAccumulator(projector.n_units, config, device)

@@ -15,6 +15,9 @@ import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 
+from worker.pipelines.networks import Network, inference_network, prepare_batch
+from worker.pipelines.units import UnitProjector
+
 UnitFn = Callable[[torch.Tensor], torch.Tensor]
 GREY = 0.5
 
@@ -68,6 +71,24 @@ class OcclusionMap:
     @property
     def min_activation(self) -> float:
         return float(self.activations.min())
+
+
+def unit_function(network: Network, projector: UnitProjector, index: int) -> UnitFn:
+    """Unit `index` of `projector` on RGB images in [0, 1]: normalised as the network expects,
+    then the inference network (folded, channels_last) only as deep as the unit's layer. In
+    float32 on every device: neighbouring occluder positions can differ by little."""
+    device = network.device
+    truncated = inference_network(network, [projector.tap])
+    projector = projector.to(device).eval()
+    mean = torch.tensor(network.preprocess.mean, device=device)[:, None, None]
+    std = torch.tensor(network.preprocess.std, device=device)[:, None, None]
+    key = projector.tap.key
+
+    def unit_fn(images: torch.Tensor) -> torch.Tensor:
+        acts = truncated(prepare_batch((images - mean) / std, device))[key]
+        return projector(acts.float().contiguous())[:, index]
+
+    return unit_fn
 
 
 def occluder_size(image_side: int, config: OcclusionConfig) -> int:

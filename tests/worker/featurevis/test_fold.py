@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from worker.featurevis import layer_model, lucent_preset
-from worker.featurevis.fold import fold_batchnorms
+from worker.pipelines.fold import fold_batchnorms
 from worker.pipelines.networks import Network, Preprocess, TruncatedNetwork
 
 

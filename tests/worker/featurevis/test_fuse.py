@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from worker.featurevis import LayerModel, layer_model, lucent_preset
-from worker.featurevis.fold import fold_batchnorms
 from worker.featurevis.fuse import ConvActivation, fuse_conv_activations, fusion_available
+from worker.pipelines.fold import fold_batchnorms
 from worker.pipelines.networks import Network, Preprocess
 
 pytestmark = pytest.mark.skipif(

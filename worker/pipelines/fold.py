@@ -1,17 +1,23 @@
-"""Fold eval-mode BatchNorms into the convolutions before them, for faster optimisation steps.
+"""Fold eval-mode BatchNorms into the convolutions before them, for faster passes.
 
-Feature visualization runs the network forward and backward thousands of times with frozen
-weights; a BatchNorm after a convolution is then an affine map that can live in the conv's
-weights instead of costing a pass over the activation each way. The network is copied, never
-changed in place, and `layer_model` checks the folded copy against the original before use.
+With frozen weights, a BatchNorm after a convolution is an affine map that can live in the
+conv's weights instead of costing a pass over the activation (each way, under autograd).
+Feature visualization (its optimisation steps) and the streaming passes (exemplars, occlusion
+maps, dictionary samples: `networks.inference_network`) run folded copies. The network is
+copied, never changed in place, and each user checks the copy against the original with
+`same_activations` before use: folding moves a BatchNorm's effect into the conv module, so a
+tap on that conv itself would read something else.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 from torch import nn
+
+Activations = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 
 
 def fold_batchnorms(module: nn.Module) -> tuple[nn.Module, int]:
@@ -72,3 +78,19 @@ def _fold_into(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
         shift = shift + conv.bias * scale
     conv.weight = nn.Parameter(conv.weight * scale[:, None, None, None], requires_grad=False)
     conv.bias = nn.Parameter(shift, requires_grad=False)
+
+
+@torch.no_grad()
+def same_activations(
+    reference: Activations, candidate: Activations, size: int, device: torch.device
+) -> bool:
+    """Whether `candidate` gives every tap `reference` gives (within float32 rounding) on a
+    seeded, roughly normalised probe image of `size` px."""
+    probe = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    probe = (probe - 0.5).to(device)
+    expected, got = reference(probe), candidate(probe)
+    for key, value in expected.items():
+        scale = float(value.abs().max()) + 1e-6
+        if key not in got or not torch.allclose(got[key], value, rtol=1e-3, atol=1e-4 * scale):
+            return False
+    return True
