@@ -261,6 +261,11 @@ def test_the_inference_network_runs_a_folded_channels_last_copy_with_the_same_ac
     assert inference_network(network, ["out"]).network.module is fast.network.module  # made once
 
 
+def test_a_network_without_batchnorms_keeps_no_second_copy() -> None:
+    network = tiny_network()
+    assert inference_network(network, ["block"]).network.module is network.module
+
+
 def test_a_tap_on_a_convolution_whose_batchnorm_would_be_folded_reads_the_plain_network() -> None:
     # folding moves the BatchNorm into `conv`: its output would no longer be the conv's own
     network = wrap_module(ConvBatchNormNet(), TINY_PREPROCESS, "test:conv-bn", "cpu")

@@ -611,9 +611,12 @@ def inference_network(network: Network, taps: Sequence[str | LayerTap]) -> Trunc
         return plain
     module = _FOLDED.get(network.module)
     if module is None:
-        module, _ = fold_batchnorms(network.module)  # a copy
-        module = module.to(memory_format=torch.channels_last)
+        module, folded_count = fold_batchnorms(network.module)  # a copy
+        # nothing to fold (a ViT, say): no second copy of the weights is kept
+        module = module.to(memory_format=torch.channels_last) if folded_count else network.module
         _FOLDED[network.module] = module
+    if module is network.module:
+        return plain
     folded = TruncatedNetwork(replace(network, module=module), plain.taps)
     size = network.preprocess.crop
     return folded if same_activations(plain, folded, size, network.device) else plain
