@@ -247,6 +247,20 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT 
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_SEND_TASK_EVENTS = False
 
+# Shards (docs/architecture.md, Jobs): a running shard beats its heartbeat every
+# SHARD_HEARTBEAT_SECONDS; one silent for SHARD_STALE_SECONDS has lost its worker, and every
+# worker looks for such shards every SHARD_REAP_SECONDS and queues them again, so a lost shard is
+# taken up within about a minute (not after the broker's visibility timeout above, which stays
+# as the last resort). A shard is tried at most SHARD_MAX_ATTEMPTS times.
+SHARD_HEARTBEAT_SECONDS = env_int("SHARD_HEARTBEAT_SECONDS", 10)
+SHARD_STALE_SECONDS = env_int("SHARD_STALE_SECONDS", 45)
+SHARD_REAP_SECONDS = env_int("SHARD_REAP_SECONDS", 15)
+SHARD_MAX_ATTEMPTS = env_int("SHARD_MAX_ATTEMPTS", 3)
+if SHARD_STALE_SECONDS < 2 * SHARD_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured("SHARD_STALE_SECONDS must be at least twice SHARD_HEARTBEAT_SECONDS")
+if min(SHARD_HEARTBEAT_SECONDS, SHARD_REAP_SECONDS, SHARD_MAX_ATTEMPTS) < 1:
+    raise ImproperlyConfigured("SHARD_HEARTBEAT_SECONDS, _REAP_SECONDS, _MAX_ATTEMPTS must be ≥ 1")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

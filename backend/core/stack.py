@@ -73,8 +73,13 @@ def stop_processes(children: list[subprocess.Popen[bytes]]) -> None:
 
 
 def worker_command() -> list[str]:
+    """One Celery worker on both queues with WORKER_CONCURRENCY processes (default 1): each
+    process takes one shard at a time, so N processes run N shards of a job side by side."""
     celery = str(Path(sys.executable).parent / "celery")
-    queues = ["-Q", "gpu,default", "--concurrency", "1", "--loglevel", "INFO"]
+    concurrency = os.environ.get("WORKER_CONCURRENCY", "1")
+    if not concurrency.isdigit() or int(concurrency) < 1:
+        raise services.LocalServiceError(f"WORKER_CONCURRENCY={concurrency!r}: give a number ≥ 1")
+    queues = ["-Q", "gpu,default", "--concurrency", concurrency, "--loglevel", "INFO"]
     return [celery, "-A", "backend", "worker", *queues, "--hostname", "demo@%h"]
 
 

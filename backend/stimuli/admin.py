@@ -10,12 +10,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, JsonResponse
-from django.urls import URLPattern, path
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from backend.stimuli import queries, services
+from backend.stimuli import jobkinds, queries, services
 from backend.stimuli.models import (
     ExemplarSet,
     Image,
@@ -23,6 +24,7 @@ from backend.stimuli.models import (
     Job,
     Layer,
     Network,
+    Shard,
     Unit,
     UnitSet,
     Visualization,
@@ -290,6 +292,51 @@ class VisualizationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return False
 
 
+class ShardInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = Shard
+    fields = ("label", "covers_text", "shown_state", "progress_bar", "attempts", "worker_host",
+              "duration", "message")  # fmt: skip
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    verbose_name_plural = "shards"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="shard")
+    def label(self, shard: Shard) -> str:
+        return shard.label
+
+    @admin.display(description="covers")
+    def covers_text(self, shard: Shard) -> str:
+        return "" if shard.role == Shard.Role.MERGE else jobkinds.describe_covers(shard.covers)
+
+    @admin.display(description="state")
+    def shown_state(self, shard: Shard) -> SafeString:
+        state = shard.display_state
+        if state == "stalled":
+            age = (timezone.now() - shard.heartbeat_at).total_seconds()  # type: ignore[operator]
+            return format_html(
+                '<strong class="shard-stalled">stalled</strong> (no heartbeat for {} s)', int(age)
+            )
+        return format_html("{}", state)
+
+    @admin.display(description="progress")
+    def progress_bar(self, shard: Shard) -> SafeString:
+        return format_html(
+            '<progress max="100" value="{}"></progress>', round(shard.progress * 100)
+        )
+
+    @admin.display(description="duration")
+    def duration(self, shard: Shard) -> str:
+        return seconds_text(shard.duration_seconds)
+
+
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = [
@@ -297,17 +344,22 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "kind",
         "state",
         "progress_bar",
+        "shards",
         "message",
         "duration",
-        "worker_host",
+        "eta",
+        "hosts",
         "created_at",
     ]
     list_filter = ["kind", "state"]
     readonly_fields = [
-        "kind", "params", "state", "progress_bar", "message", "error_text", "result",
-        "worker_host", "attempts", "created_by", "created_at", "started_at", "finished_at",
+        "kind", "params", "state", "progress_bar", "shards", "eta", "hosts", "message",
+        "error_text", "result", "attempts", "created_by", "created_at", "started_at",
+        "finished_at",
     ]  # fmt: skip
-    exclude = ["error", "progress"]
+    exclude = ["error", "progress", "worker_host"]
+    inlines = [ShardInline]
+    actions = ["cancel"]
 
     class Media:
         js = ["stimuli/job-progress.js"]
@@ -327,20 +379,89 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             job.pk, job.state, percent, job.pk, percent,
         )  # fmt: skip
 
+    @admin.display(description="shards")
+    def shards(self, job: Job) -> SafeString:
+        return format_html(
+            '<span class="job-shards" data-job="{}">{}</span>',
+            job.pk,
+            shard_counts_text(job.shard_summary()["shards"]),
+        )
+
+    @admin.display(description="hosts")
+    def hosts(self, job: Job) -> SafeString:
+        hosts = ", ".join(job.shard_summary()["hosts"])
+        return format_html('<span class="job-hosts" data-job="{}">{}</span>', job.pk, hosts)
+
+    @admin.display(description="ETA")
+    def eta(self, job: Job) -> SafeString:
+        text = seconds_text(job.eta_seconds)
+        return format_html('<span class="job-eta" data-job="{}">{}</span>', job.pk, text)
+
     @admin.display(description="duration")
     def duration(self, job: Job) -> str:
-        seconds = job.duration_seconds
-        return "" if seconds is None else f"{seconds:.1f} s"
+        return seconds_text(job.duration_seconds)
 
     @admin.display(description="error")
     def error_text(self, job: Job) -> SafeString:
         return format_html("<pre style='white-space:pre-wrap'>{}</pre>", job.error)
 
+    @admin.action(description="Cancel the selected jobs")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        for job in queryset:
+            try:
+                services.do_cancel_job(job, request.user)
+            except ValidationError as err:
+                messages.warning(request, " ".join(err.messages))
+                continue
+            messages.info(request, f"{job} cancelled: its running shards stop at their next batch.")
+
     def get_urls(self) -> list[URLPattern]:
         progress = self.admin_site.admin_view(self.progress_json)
-        return [path("progress.json", progress, name="stimuli_job_progress"), *super().get_urls()]
+        cancel = self.admin_site.admin_view(self.cancel_view)
+        return [
+            path("progress.json", progress, name="stimuli_job_progress"),
+            path("<int:job_id>/cancel/", cancel, name="stimuli_job_cancel"),
+            *super().get_urls(),
+        ]
 
     def progress_json(self, request: HttpRequest) -> JsonResponse:
         ids = [int(i) for i in request.GET.get("ids", "").split(",") if i.isdigit()][:200]
         rows = Job.objects.filter(pk__in=ids)
         return JsonResponse({"jobs": [job.as_progress() for job in rows]})
+
+    def cancel_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
+        if request.method != "POST":
+            return JsonResponse({"detail": "POST to cancel the job."}, status=405)
+        job = Job.objects.filter(pk=job_id).first()
+        if job is None:
+            return JsonResponse({"detail": f"job {job_id} does not exist"}, status=404)
+        try:
+            services.do_cancel_job(job, request.user)
+        except ValidationError as err:
+            messages.warning(request, " ".join(err.messages))
+        else:
+            messages.info(request, f"{job} cancelled: its running shards stop at their next batch.")
+        return HttpResponseRedirect(reverse("admin:stimuli_job_change", args=[job_id]))
+
+    def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any,
+                           **kwargs: Any) -> HttpResponse:  # fmt: skip
+        job = context.get("original")
+        if job is not None and not job.is_finished:
+            context["cancel_url"] = reverse("admin:stimuli_job_cancel", args=[job.pk])
+        return super().render_change_form(request, context, *args, **kwargs)
+
+
+def shard_counts_text(counts: dict[str, int]) -> str:
+    """ "3 done · 2 running · 1 stalled · 4 queued" (states with no shard left out)."""
+    names = {"succeeded": "done"}
+    parts = [f"{n} {names.get(state, state)}" for state, n in counts.items() if n]
+    return " · ".join(parts) or "no shards"
+
+
+def seconds_text(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    minutes = seconds / 60
+    return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"

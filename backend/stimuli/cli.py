@@ -20,9 +20,9 @@ def add_run_arguments(parser: CommandParser) -> None:
 def follow(command: BaseCommand, job: Job, options: dict[str, Any]) -> Job:
     """Run or wait for the job as asked; raise CommandError if it failed."""
     if options.get("now"):
-        from worker.tasks import TASK_FOR_JOB
+        from worker.tasks import run_job_here
 
-        TASK_FOR_JOB[job.kind].run(job.pk)
+        run_job_here(job)
     elif options.get("wait"):
         wait(command, job)
     else:
@@ -37,7 +37,7 @@ def follow(command: BaseCommand, job: Job, options: dict[str, Any]) -> Job:
 
 def wait(command: BaseCommand, job: Job, poll_seconds: float = 1.0) -> None:
     shown = ""
-    while job.state not in {Job.State.SUCCEEDED, Job.State.FAILED}:
+    while not job.is_finished:
         time.sleep(poll_seconds)
         job.refresh_from_db()
         line = f"  {job.progress * 100:5.1f} %  {job.message}"

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 
 class Network(models.Model):
@@ -317,6 +318,9 @@ class Job(models.Model):
         RUNNING = "running"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    FINISHED = {State.SUCCEEDED, State.FAILED, State.CANCELLED}
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     params = models.JSONField(default=dict)
@@ -342,11 +346,37 @@ class Job(models.Model):
         return f"{self.get_kind_display()} #{self.pk}"
 
     @property
+    def is_finished(self) -> bool:
+        return self.state in self.FINISHED
+
+    @cached_property
+    def work_shard_count(self) -> int:
+        return self.shards.filter(role=Shard.Role.WORK).count()
+
+    @property
     def duration_seconds(self) -> float | None:
         if self.started_at is None:
             return None
         end = self.finished_at or timezone.now()
         return (end - self.started_at).total_seconds()
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the rate so far (None before the first progress or once finished)."""
+        elapsed = self.duration_seconds
+        if self.is_finished or elapsed is None or self.progress <= 0.0:
+            return None
+        return elapsed * (1.0 - self.progress) / self.progress
+
+    def shard_summary(self) -> dict[str, Any]:
+        """Shards per displayed state (stalled apart from running) and the hosts running them."""
+        counts = dict.fromkeys(Shard.DISPLAY_STATES, 0)
+        hosts: set[str] = set()
+        for shard in self.shards.filter(role=Shard.Role.WORK):
+            counts[shard.display_state] += 1
+            if shard.state == Shard.State.RUNNING and shard.worker_host:
+                hosts.add(shard.worker_host)
+        return {"shards": counts, "hosts": sorted(hosts)}
 
     def as_progress(self) -> dict[str, Any]:
         return {
@@ -356,4 +386,86 @@ class Job(models.Model):
             "message": self.message,
             "error": self.error,
             "duration_seconds": self.duration_seconds,
+            "eta_seconds": self.eta_seconds,
+            **self.shard_summary(),
         }
+
+
+class Shard(models.Model):
+    """One Celery task over a slice of a Job's work (a group of units, a range of images), or the
+    job's merge step, which runs once every work shard has succeeded.
+
+    A shard is claimed by one worker at a time (`claim`), which beats `heartbeat_at` while it
+    runs; a running shard whose heartbeat is older than `settings.SHARD_STALE_SECONDS` has lost
+    its worker and is shown as stalled until a worker's reaper queues it again. Its outputs are
+    saved when it ends, in one transaction with its state, and only by the claim that ran it.
+    """
+
+    class Role(models.TextChoices):
+        WORK = "work"
+        MERGE = "merge"
+
+    class State(models.TextChoices):
+        WAITING = "waiting", "waiting for the other shards"  # a merge step before they end
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    DISPLAY_STATES = ("succeeded", "running", "stalled", "queued", "failed", "cancelled")
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="shards")
+    index = models.PositiveIntegerField(help_text="0, 1, … for work shards; the merge is last")
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.WORK)
+    covers = models.JSONField(default=dict, help_text="the slice of the work: units, images, …")
+    weight = models.FloatField(default=1.0, help_text="its share of the job's work")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    progress = models.FloatField(default=0.0)
+    message = models.CharField(max_length=500, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    task_id = models.CharField(max_length=64, blank=True)
+    queued_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True, help_text="its task reached the broker")
+    claim = models.CharField(max_length=64, blank=True, help_text="the running attempt's token")
+    worker_host = models.CharField(max_length=200, blank=True)
+    worker_pid = models.PositiveIntegerField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    state_file = models.CharField(
+        max_length=300, blank=True, help_text="media path of the shard's mergeable state"
+    )
+
+    class Meta:
+        ordering = ["job", "index"]
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="one_shard_per_index")]
+
+    def __str__(self) -> str:
+        return f"{self.label} of job #{self.job_id}"
+
+    @property
+    def label(self) -> str:
+        return "merge step" if self.role == self.Role.MERGE else f"shard {self.index}"
+
+    @property
+    def is_stalled(self) -> bool:
+        if self.state != self.State.RUNNING or self.heartbeat_at is None:
+            return False
+        age = (timezone.now() - self.heartbeat_at).total_seconds()
+        return age > settings.SHARD_STALE_SECONDS
+
+    @property
+    def display_state(self) -> str:
+        if self.is_stalled:
+            return "stalled"
+        return "queued" if self.state == self.State.WAITING else str(self.state)
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at or timezone.now()
+        return (end - self.started_at).total_seconds()

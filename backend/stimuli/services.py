@@ -15,6 +15,7 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from backend.stimuli import jobkinds
 from backend.stimuli.models import (
     ExemplarSet,
     Image,
@@ -24,6 +25,7 @@ from backend.stimuli.models import (
     Layer,
     Network,
     OcclusionMap,
+    Shard,
     Unit,
     UnitSet,
     Visualization,
@@ -167,9 +169,14 @@ def report_as_dict(report: imagesets.ImportReport) -> dict[str, Any]:
     }
 
 
-def image_set_paths(image_set: ImageSet) -> list[tuple[int, str]]:
-    """(image id, local file path) in position order: what the pipelines read."""
+def image_set_paths(
+    image_set: ImageSet, positions: tuple[int, int] | None = None
+) -> list[tuple[int, str]]:
+    """(image id, local file path) in position order, all or those in ``[start, stop)``: what
+    the pipelines read."""
     members = image_set.members.select_related("image").order_by("position")
+    if positions is not None:
+        members = members.filter(position__gte=positions[0], position__lt=positions[1])
     return [(m.image_id, default_storage.path(str(m.image.file.name))) for m in members]
 
 
@@ -179,15 +186,46 @@ def image_set_paths(image_set: ImageSet) -> list[tuple[int, str]]:
 def do_queue_job(
     kind: str, params: dict[str, Any], user: Researcher = None, send: bool = True
 ) -> Job:
-    """Create the Job row and send its task once the row is committed (unless `send` is off:
-    the caller then runs it in the foreground)."""
-    from worker import tasks
+    """Plan the job's shards (`jobkinds`), create the Job with its shards and merge step, and
+    send the shards as one Celery group once the rows are committed (unless `send` is off: the
+    caller then runs it here, `worker.tasks.run_job_here`).
 
+    Raises ValidationError, queueing nothing, for parameters the kind cannot run.
+    """
+    job_kind = jobkinds.kind_of(kind)
+    plans = job_kind.plan(params)
     created_by = user if isinstance(user, User) else None
-    job = Job.objects.create(kind=kind, params=params, created_by=created_by)
-    task = tasks.TASK_FOR_JOB[kind]
-    if send:
-        transaction.on_commit(lambda: task.delay(job.pk))
+    now = timezone.now()
+    with transaction.atomic():
+        job = Job.objects.create(kind=kind, params=params, created_by=created_by)
+        shards = [
+            Shard(job=job, index=i, covers=p.covers, weight=p.weight,
+                  task_id=jobkinds.new_task_id(), sent_at=None if send else now)
+            for i, p in enumerate(plans)
+        ]  # fmt: skip
+        merge = Shard(
+            job=job, index=len(plans), role=Shard.Role.MERGE, state=Shard.State.WAITING,
+            weight=0.0, task_id=jobkinds.new_task_id(), sent_at=None if send else now,
+        )  # fmt: skip
+        Shard.objects.bulk_create([*shards, merge])
+        if send:
+            jobkinds.send_on_commit(shards)
+    return job
+
+
+@transaction.atomic
+def do_cancel_job(job: Job, user: Researcher = None) -> Job:
+    """Cancel a queued or running job: its queued shards are revoked, its running ones stop at
+    their next batch and save nothing. Raises ValidationError for a job that already ended."""
+    from backend.stimuli import jobs
+
+    job = Job.objects.select_for_update().get(pk=job.pk)
+    if job.is_finished:
+        raise ValidationError(f"{job} has already {job.state}.")
+    who = f" by {user.get_username()}" if isinstance(user, User) else ""
+    job.state, job.finished_at, job.message = Job.State.CANCELLED, timezone.now(), f"cancelled{who}"
+    job.save(update_fields=["state", "finished_at", "message", "updated_at"])
+    jobs.stop_pending_shards(job.pk, f"cancelled{who}")
     return job
 
 

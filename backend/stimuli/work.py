@@ -1,6 +1,10 @@
-"""The work of each Job kind: load rows, call the pure pipeline in worker/pipelines, save.
+"""The work of each Job kind on a worker: one shard's slice (load rows, call the pure pipeline
+in worker/pipelines or worker/featurevis) and the merge of every slice.
 
-Each function takes the Job and a progress reporter and returns a JSON-able summary.
+A shard's work returns a `ShardOutput`: a JSON summary, the mergeable state to keep (exemplar
+and sampling passes), and the rows to write, which the runner (`backend/stimuli/jobs.py`) writes
+in the transaction that ends the shard. `WORK` maps each kind (registered with its planner in
+`backend/stimuli/jobkinds.py`) to its two functions.
 """
 
 from __future__ import annotations
@@ -9,13 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from backend.stimuli import services
-from backend.stimuli.jobs import JobFailed, ProgressReporter
-from backend.stimuli.models import ImageSet, Job, Network, Unit, UnitSet
+from backend.stimuli.jobs import JobFailed, KindWork, ProgressReporter, ShardOutput, load_state
+from backend.stimuli.models import Image, ImageSet, Job, Network, Shard, Unit, UnitSet
 from worker.pipelines import imagesets
 
 
-def import_images(job: Job, progress: ProgressReporter) -> dict[str, Any]:
-    """Import a server folder, an uploaded ZIP (kept in media under `uploads/`) or the demo set."""
+def import_images(job: Job, shard: Shard, progress: ProgressReporter) -> ShardOutput:
+    """Import a server folder, an uploaded ZIP (kept in media under `uploads/`) or the demo set.
+
+    One shard. Its rows are written image by image, each keyed by content, so a rerun after a
+    killed worker adds only what is missing."""
     image_set = ImageSet.objects.get(pk=job.params["image_set"])
     report = imagesets.ImportReport()
     progress(0.0, f"reading {image_set.get_origin_display()}")
@@ -23,7 +30,11 @@ def import_images(job: Job, progress: ProgressReporter) -> dict[str, Any]:
         services.do_import_images(image_set, _candidates(image_set, report), report, progress)
     except imagesets.ImageSetError as err:  # the folder or archive as a whole is unreadable
         raise JobFailed(str(err)) from None
-    return services.report_as_dict(report)
+    return ShardOutput(services.report_as_dict(report))
+
+
+def import_report(job: Job, shards: list[Shard], progress: ProgressReporter) -> ShardOutput:
+    return ShardOutput(shards[0].result)
 
 
 def _candidates(image_set: ImageSet, report: imagesets.ImportReport) -> Any:
@@ -103,42 +114,75 @@ def load_projector(unit_set: UnitSet) -> Any:
     return units.load_projector(default_storage.path(str(unit_set.state_file.name)))
 
 
-def image_refs(image_set: ImageSet) -> list[Any]:
+def image_refs(image_set: ImageSet, covers: dict[str, Any] | None = None) -> list[Any]:
+    """The set's images in position order; a shard's `covers` limit them to its range."""
     from worker.pipelines.loading import ImageRef
 
-    return [ImageRef(image_id=i, path=p) for i, p in services.image_set_paths(image_set)]
+    positions = tuple(covers["positions"]) if covers and "positions" in covers else None
+    paths = services.image_set_paths(image_set, positions)
+    return [ImageRef(image_id=i, path=p) for i, p in paths]
 
 
 def batch_size_for(job: Job) -> int:
     return int(job.params.get("batch_size", 64))
 
 
-def fit_unit_set(job: Job, progress: ProgressReporter) -> dict[str, Any]:
-    """Fit NMF, a sparse autoencoder, PCA or random directions on a layer over an image set."""
-    from worker.pipelines import dictionary, exemplars, loading, units
+def fit_sample(job: Job, shard: Shard, progress: ProgressReporter) -> ShardOutput:
+    """Sample position vectors of the layer over the shard's range of images."""
+    from worker.pipelines import dictionary, exemplars, loading
 
+    unit_set = _unit_set_to_fit(job)
+    network, spec = load_network(unit_set.layer.network), unit_spec(unit_set)
+    refs = image_refs(unit_set.image_set, shard.covers)  # type: ignore[arg-type]
+    config = dictionary_config(unit_set, spec)
+
+    def sample(batch_size: int) -> Any:
+        batches = loading.image_batches(refs, network.preprocess, batch_size)
+        total = -(-len(refs) // batch_size)
+        return dictionary.sample_positions(
+            network, batches, spec.tap, config.max_samples, config.seed, progress, total
+        )
+
+    try:
+        positions = exemplars.oom_fallback(sample, batch_size_for(job))
+    except dictionary.DictionaryError as err:
+        raise JobFailed(str(err)) from None
+    return ShardOutput({"samples": len(positions)}, state=positions.state_dict())
+
+
+def fit_unit_set(job: Job, shards: list[Shard], progress: ProgressReporter) -> ShardOutput:
+    """Merge the shards' samples into one pass's sample and fit the dictionary on it."""
+    from worker.pipelines import dictionary, units
+
+    unit_set = _unit_set_to_fit(job)
+    spec = unit_spec(unit_set)
+    config = dictionary_config(unit_set, spec)
+    sample = None
+    for shard in shards:
+        part = dictionary.PositionSample.from_state_dict(load_state(shard))
+        sample = part if sample is None else sample.merge(part)
+    assert sample is not None
+    progress(None, f"fitting {config.kind} with {config.n_atoms} atoms on {len(sample)} vectors")
+    try:
+        fitted = dictionary.fit_dictionary_on_samples(sample.vectors, config)
+        projector = units.build_projector(spec, tuple(unit_set.layer.shape), fitted)
+    except (dictionary.DictionaryError, units.UnitError) as err:
+        raise JobFailed(str(err)) from None
+    result = {"reconstruction_error": fitted.reconstruction_error, "n_units": fitted.n_atoms}
+
+    def save() -> None:
+        services.do_save_fitted_unit_set(unit_set, projector, fitted)
+
+    return ShardOutput(result, save=save)
+
+
+def _unit_set_to_fit(job: Job) -> UnitSet:
     unit_set = UnitSet.objects.select_related("layer__network", "image_set").get(
         pk=job.params["unit_set"]
     )
     if unit_set.image_set is None:
         raise JobFailed(f"{unit_set} has no image set to fit on")
-    network, spec = load_network(unit_set.layer.network), unit_spec(unit_set)
-    refs = image_refs(unit_set.image_set)
-    config = dictionary_config(unit_set, spec)
-
-    def fit(batch_size: int) -> Any:
-        batches = loading.image_batches(refs, network.preprocess, batch_size)
-        pixels = loading.preprocessed_batches(batches)
-        total = -(-len(refs) // batch_size)
-        return dictionary.fit_dictionary(network, pixels, spec.tap, config, progress, total)
-
-    try:
-        fitted = exemplars.oom_fallback(fit, batch_size_for(job))
-        projector = units.build_projector(spec, tuple(unit_set.layer.shape), fitted)
-    except (dictionary.DictionaryError, units.UnitError) as err:
-        raise JobFailed(str(err)) from None
-    services.do_save_fitted_unit_set(unit_set, projector, fitted)
-    return {"reconstruction_error": fitted.reconstruction_error, "n_units": fitted.n_atoms}
+    return unit_set
 
 
 def dictionary_config(unit_set: UnitSet, spec: Any) -> Any:
@@ -157,33 +201,68 @@ def dictionary_config(unit_set: UnitSet, spec: Any) -> Any:
         raise JobFailed(f"{unit_set}: {err}") from None
 
 
-def compute_exemplars(job: Job, progress: ProgressReporter) -> dict[str, Any]:
-    """One streaming pass over an image set for every unit of the given unit sets."""
+def exemplar_shard(job: Job, shard: Shard, progress: ProgressReporter) -> ShardOutput:
+    """The streaming pass over the shard's range of images, for every unit of the job's unit
+    sets: its mergeable state (top-k, bottom-k, the bands' sketch, sums)."""
     from worker.pipelines import exemplars, loading
 
-    params = job.params
-    image_set = ImageSet.objects.get(pk=params["image_set"])
-    unit_sets = list(
-        UnitSet.objects.select_related("layer__network").filter(pk__in=params["unit_sets"])
-    )
+    image_set, unit_sets = _exemplar_rows(job)
     network = load_network(unit_sets[0].layer.network)
     projectors = {str(u.pk): load_projector(u) for u in unit_sets}
-    refs = image_refs(image_set)
-    if not refs:
-        raise JobFailed(f"image set {image_set} has no images")
-    config = exemplars.ExemplarConfig(k=min(int(params.get("k", 200)), len(refs)))
+    refs = image_refs(image_set, shard.covers)
+    config = exemplar_config(job, image_set)
 
     def run(batch_size: int) -> Any:
         batches = loading.image_batches(refs, network.preprocess, batch_size)
-        return exemplars.compute_exemplars(
-            network, projectors, batches, config, progress, len(refs)
-        )
+        return exemplars.exemplar_states(network, projectors, batches, config, progress, len(refs))
 
-    results = exemplars.oom_fallback(run, batch_size_for(job))
-    progress(1.0, "saving exemplars")
-    for unit_set in unit_sets:
-        services.do_save_exemplars(unit_set, image_set, results[str(unit_set.pk)])
-    return {"unit_sets": [u.pk for u in unit_sets], "images": len(refs), "k": config.k}
+    states = exemplars.oom_fallback(run, batch_size_for(job))
+    state = {name: s.state_dict() for name, s in states.items()}
+    return ShardOutput({"images": len(refs)}, state=state)
+
+
+def compute_exemplars(job: Job, shards: list[Shard], progress: ProgressReporter) -> ShardOutput:
+    """Merge the shards' states (exactly one pass over every image) and write the rows."""
+    from worker.pipelines import exemplars, networks
+
+    image_set, unit_sets = _exemplar_rows(job)
+    config = exemplar_config(job, image_set)
+    device = networks.pick_device()
+    merged = exemplars.merge_states(
+        {
+            name: exemplars.ExemplarState.from_state_dict(tensors, config, device)
+            for name, tensors in load_state(shard).items()
+        }
+        for shard in shards
+    )
+    progress(None, "saving exemplars")
+    results = {name: state.finish() for name, state in merged.items()}
+
+    def save() -> None:
+        for unit_set in unit_sets:
+            services.do_save_exemplars(unit_set, image_set, results[str(unit_set.pk)])
+
+    n_images = sum(int(shard.result.get("images", 0)) for shard in shards)
+    result = {"unit_sets": [u.pk for u in unit_sets], "images": n_images, "k": config.k}
+    return ShardOutput(result, save=save)
+
+
+def _exemplar_rows(job: Job) -> tuple[ImageSet, list[UnitSet]]:
+    image_set = ImageSet.objects.get(pk=job.params["image_set"])
+    unit_sets = list(
+        UnitSet.objects.select_related("layer__network").filter(pk__in=job.params["unit_sets"])
+    )
+    return image_set, unit_sets
+
+
+def exemplar_config(job: Job, image_set: ImageSet) -> Any:
+    """The pass's settings: every shard and the merge must agree, so they come from the job."""
+    from worker.pipelines import exemplars
+
+    n_images = image_set.members.count()
+    if not n_images:
+        raise JobFailed(f"image set {image_set} has no images")
+    return exemplars.ExemplarConfig(k=min(int(job.params.get("k", 200)), n_images))
 
 
 # --- Feature visualizations and occlusion maps ----------------------------------------------
@@ -219,54 +298,52 @@ class Negated:
         return -self.objective(acts, units)
 
 
-def render_visualizations(job: Job, progress: ProgressReporter) -> dict[str, Any]:
-    """Feature visualizations for units (grouped by unit set: one objective, one batch)."""
-    from worker import featurevis
-
+def render_visualizations(job: Job, shard: Shard, progress: ProgressReporter) -> ShardOutput:
+    """Feature visualizations of the shard's units (one unit set, one sign: one objective)."""
     params = job.params
     units = list(
-        Unit.objects.select_related("unit_set__layer__network").filter(pk__in=params["units"])
+        Unit.objects.select_related("unit_set__layer__network")
+        .filter(pk__in=shard.covers["units"])
+        .order_by("index")
     )
     preset_name = str(params.get("preset", "lucent"))
+    config = visualization_config(params, preset_name)
+    sign = int(shard.covers.get("sign", 1))
+    unit_set = units[0].unit_set
+    results = render_group(job, unit_set, units, config, sign, progress)
+    by_index = {unit.index: unit for unit in units}
+
+    def save() -> None:
+        for result in results:
+            services.do_save_visualization(by_index[result.unit], result, preset_name, sign)
+
+    return ShardOutput({"visualizations": len(results), "units": len(units)}, save=save)
+
+
+def visualization_summary(job: Job, shards: list[Shard], progress: ProgressReporter) -> ShardOutput:
+    saved = sum(int(s.result.get("visualizations", 0)) for s in shards)
+    units = len({unit for s in shards for unit in s.covers.get("units", [])})
+    preset = str(job.params.get("preset", "lucent"))
+    return ShardOutput({"visualizations": saved, "units": units, "preset": preset})
+
+
+def visualization_config(params: dict[str, Any], preset_name: str) -> Any:
+    from worker import featurevis
+
     try:
-        config = featurevis.preset(
+        return featurevis.preset(
             preset_name,
             images_per_unit=int(params.get("n_images", 1)),
             **params.get("overrides", {}),
         )
     except (TypeError, ValueError) as err:
         raise JobFailed(f"feature-visualization settings: {err}") from None
-    signs = [int(sign) for sign in params.get("signs", [1, -1])]
-    runs = [(unit_set, members, sign) for unit_set, members in group_by_unit_set(units)
-            for sign in signs]  # fmt: skip
-    saved = 0
-    for done, (unit_set, members, sign) in enumerate(runs):
-        share = Share(progress, start=done / len(runs), width=1 / len(runs))
-        saved += render_group(job, unit_set, members, config, preset_name, sign, share)
-    return {"visualizations": saved, "units": len(units), "preset": preset_name}
-
-
-def group_by_unit_set(units: list[Unit]) -> list[tuple[UnitSet, list[Unit]]]:
-    groups: dict[int, tuple[UnitSet, list[Unit]]] = {}
-    for unit in units:
-        groups.setdefault(unit.unit_set_id, (unit.unit_set, []))[1].append(unit)
-    return list(groups.values())
-
-
-class Share:
-    """One run's slice [start, start + width] of a job's progress bar."""
-
-    def __init__(self, progress: ProgressReporter, start: float, width: float) -> None:
-        self.progress, self.start, self.width = progress, start, width
-
-    def __call__(self, fraction: float, message: str) -> None:
-        self.progress(self.start + self.width * fraction, message)
 
 
 def render_group(
-    job: Job, unit_set: UnitSet, units: list[Unit], config: Any, preset_name: str, sign: int,
-    progress: Share,
-) -> int:  # fmt: skip
+    job: Job, unit_set: UnitSet, units: list[Unit], config: Any, sign: int,
+    progress: ProgressReporter,
+) -> list[Any]:  # fmt: skip
     from worker import featurevis
 
     network = load_network(unit_set.layer.network)
@@ -277,15 +354,13 @@ def render_group(
     values = [sign * v for v in extremes if v is not None]
     known = values if len(values) == len(units) else None  # None: some unit lacks exemplars
     label = f"{unit_set.name} ({'max' if sign > 0 else 'min'})"
-    results = featurevis.visualize(
-        network, unit_set.layer.name, objective, [u.index for u in units], config,
-        seed=int(job.params.get("seed", 0)), top_natural_activations=known,
-        progress=lambda fraction, message: progress(fraction, f"{label}: {message}"),
+    return list(
+        featurevis.visualize(
+            network, unit_set.layer.name, objective, [u.index for u in units], config,
+            seed=int(job.params.get("seed", 0)), top_natural_activations=known,
+            progress=lambda fraction, message: progress(fraction, f"{label}: {message}"),
+        )
     )  # fmt: skip
-    by_index = {unit.index: unit for unit in units}
-    for result in results:
-        services.do_save_visualization(by_index[result.unit], result, preset_name, sign)
-    return len(results)
 
 
 def extreme_natural_activation(unit: Unit, sign: int) -> float | None:
@@ -297,8 +372,8 @@ def extreme_natural_activation(unit: Unit, sign: int) -> float | None:
     return None
 
 
-def compute_occlusion(job: Job, progress: ProgressReporter) -> dict[str, Any]:
-    """Occlusion maps of units on base images (default: each unit's strongest exemplars)."""
+def compute_occlusion(job: Job, shard: Shard, progress: ProgressReporter) -> ShardOutput:
+    """Occlusion maps of the shard's (unit, base image) pairs."""
     from worker.pipelines import occlusion
 
     params = job.params
@@ -306,26 +381,36 @@ def compute_occlusion(job: Job, progress: ProgressReporter) -> dict[str, Any]:
         occluder_fraction=float(params.get("occluder_fraction", 0.4)),
         stride=int(params.get("stride", 2)),
     )
-    units = list(
-        Unit.objects.select_related("unit_set__layer__network").filter(pk__in=params["units"])
+    items = [(int(unit), int(image)) for unit, image in shard.covers["items"]]
+    units = Unit.objects.select_related("unit_set__layer__network").in_bulk([u for u, _ in items])
+    images = Image.objects.in_bulk([i for _, i in items])
+    maps = []
+    for done, (unit_id, image_id) in enumerate(items):
+        progress(done / len(items), f"unit {units[unit_id]}, image {image_id}")
+        maps.append(
+            (
+                units[unit_id],
+                images[image_id],
+                *occlusion_for(units[unit_id], images[image_id], config),
+            )
+        )
+
+    def save() -> None:
+        for unit, image, result, pixels in maps:
+            services.do_save_occlusion_map(unit, image, result, config, pixels)
+
+    return ShardOutput({"maps": len(maps)}, save=save)
+
+
+def occlusion_summary(job: Job, shards: list[Shard], progress: ProgressReporter) -> ShardOutput:
+    units = {unit for s in shards for unit, _ in s.covers.get("items", [])}
+    return ShardOutput(
+        {"maps": sum(int(s.result.get("maps", 0)) for s in shards), "units": len(units)}
     )
-    work_items = [(unit, image_id) for unit in units for image_id in base_images(unit, params)]
-    for done, (unit, image_id) in enumerate(work_items):
-        progress(done / max(len(work_items), 1), f"unit {unit}, image {image_id}")
-        occlusion_for(unit, services.Image.objects.get(pk=image_id), config)
-    return {"maps": len(work_items), "units": len(units)}
 
 
-def base_images(unit: Unit, params: dict[str, Any]) -> list[int]:
-    if params.get("base_images"):
-        return [int(i) for i in params["base_images"]]
-    n_base = int(params.get("n_base", 3))
-    for exemplar_set in unit.exemplar_sets.all():
-        return [entry["image"] for entry in exemplar_set.top[:n_base]]
-    raise JobFailed(f"{unit} has no exemplars: compute them first")
-
-
-def occlusion_for(unit: Unit, image: Any, config: Any) -> None:
+def occlusion_for(unit: Unit, image: Any, config: Any) -> tuple[Any, Any]:
+    """The map of `unit` on `image` and the image's pixels (for the occluded copies)."""
     from django.core.files.storage import default_storage
     from PIL import Image as PILImage
 
@@ -340,5 +425,13 @@ def occlusion_for(unit: Unit, image: Any, config: Any) -> None:
     )  # fmt: skip
     with PILImage.open(default_storage.path(image.file.name)) as source:
         pixels = networks.preprocess_image(source.convert("RGB"), raw).to(network.device)
-    result = occlusion.occlusion_map(unit_fn, pixels, config)
-    services.do_save_occlusion_map(unit, image, result, config, pixels)
+    return occlusion.occlusion_map(unit_fn, pixels, config), pixels
+
+
+WORK: dict[str, KindWork] = {
+    Job.Kind.IMPORT_IMAGES: KindWork(import_images, import_report),
+    Job.Kind.FIT_UNIT_SET: KindWork(fit_sample, fit_unit_set),
+    Job.Kind.COMPUTE_EXEMPLARS: KindWork(exemplar_shard, compute_exemplars),
+    Job.Kind.RENDER_VISUALIZATIONS: KindWork(render_visualizations, visualization_summary),
+    Job.Kind.COMPUTE_OCCLUSION: KindWork(compute_occlusion, occlusion_summary),
+}

@@ -27,7 +27,9 @@ def test_compose_wires_the_designed_services() -> None:
     assert set(SERVICES) == {"postgres", "redis", "web", "nginx", "worker-gpu", "worker-cpu"}
     gpu = SERVICES["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["capabilities"] == ["gpu"]
-    assert queue_of(SERVICES["worker-gpu"]["command"]) == "gpu"
+    assert gpu["count"] == "all"  # one pool process per visible GPU
+    gpu_script = SERVICES["worker-gpu"]["command"][-1]
+    assert queue_of((ROOT / gpu_script).read_text().split()) == "gpu"
     assert queue_of(SERVICES["worker-cpu"]["command"]) == "default"
 
 

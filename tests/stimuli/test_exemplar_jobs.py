@@ -17,7 +17,7 @@ from backend.stimuli import services
 from backend.stimuli.models import ExemplarSet, Job, Network, Unit, UnitSet
 from tests.stimuli.conftest import LAYER
 from tests.stimuli.test_image_sets import wait_for_job
-from worker.tasks import TASK_FOR_JOB
+from worker.tasks import run_job_here
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -75,10 +75,10 @@ def recomputed_channel_mean(image_id: int, channel: int) -> float:
 
 def test_running_an_exemplar_job_twice_writes_no_duplicates(stimuli: dict[str, Any]) -> None:
     job = services.do_queue_exemplar_jobs([stimuli["channels"]], k=10, send=False)[0]
-    TASK_FOR_JOB[job.kind].run(job.pk)
+    run_job_here(job)
     first = list(ExemplarSet.objects.order_by("pk").values_list("pk", "top"))
     Job.objects.filter(pk=job.pk).update(state=Job.State.QUEUED)  # as if redelivered
-    TASK_FOR_JOB[job.kind].run(job.pk)
+    run_job_here(job)
     assert list(ExemplarSet.objects.order_by("pk").values_list("pk", "top")) == first
     assert ExemplarSet.objects.count() == 24
 
@@ -88,7 +88,7 @@ def test_an_out_of_memory_error_halves_the_batch(
 ) -> None:
     from worker.pipelines import exemplars
 
-    real = exemplars.compute_exemplars
+    real = exemplars.exemplar_states
     seen: list[int] = []
 
     def fails_above_eight(network: Any, unit_sets: Any, batches: Any, *args: Any) -> Any:
@@ -98,10 +98,10 @@ def test_an_out_of_memory_error_halves_the_batch(
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(network, unit_sets, iter(batches), *args)
 
-    monkeypatch.setattr(exemplars, "compute_exemplars", fails_above_eight)
+    monkeypatch.setattr(exemplars, "exemplar_states", fails_above_eight)
     job = services.do_queue_exemplar_jobs([stimuli["channels"]], k=10, send=False)[0]
     Job.objects.filter(pk=job.pk).update(params={**job.params, "batch_size": 32})
-    TASK_FOR_JOB[job.kind].run(job.pk)
+    run_job_here(job)
     job.refresh_from_db()
     assert job.state == Job.State.SUCCEEDED, job.error
     assert seen == [30, 16, 8]

@@ -23,7 +23,7 @@ def wait_for_job(job: Job, seconds: float = 120) -> Job:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         job.refresh_from_db()
-        if job.state in {Job.State.SUCCEEDED, Job.State.FAILED}:
+        if job.is_finished:
             return job
         time.sleep(0.25)
     raise AssertionError(f"job {job.pk} still {job.state} after {seconds} s: {job.message}")

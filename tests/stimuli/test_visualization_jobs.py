@@ -9,7 +9,7 @@ import pytest
 
 from backend.stimuli import services
 from backend.stimuli.models import Image, Job, OcclusionMap, Visualization
-from worker.tasks import TASK_FOR_JOB
+from worker.tasks import run_job_here
 
 pytestmark = pytest.mark.django_db(transaction=True)
 QUICK = {"max_steps": 8, "image_size": 64, "batch_size": 8}
@@ -17,7 +17,7 @@ QUICK = {"max_steps": 8, "image_size": 64, "batch_size": 8}
 
 def run_job(kind: str, params: dict[str, Any]) -> Job:
     job = services.do_queue_job(kind, params, send=False)
-    TASK_FOR_JOB[kind].run(job.pk)
+    run_job_here(job)
     job.refresh_from_db()
     assert job.state == Job.State.SUCCEEDED, job.error
     return job

@@ -306,10 +306,7 @@ def test_too_few_units_are_refused_with_the_numbers(owner: User) -> None:
 
 
 def test_missing_visualizations_can_be_queued_as_jobs(owner: User, monkeypatch: Any) -> None:
-    from worker import tasks
-
-    for kind in (Job.Kind.RENDER_VISUALIZATIONS, Job.Kind.COMPUTE_OCCLUSION):
-        monkeypatch.setitem(tasks.TASK_FOR_JOB, kind, tasks.ping)  # never run here
+    # The test's transaction never commits, so the shards' tasks are never sent.
     units = factories.unit_set(n_units=44)
     factories.add_exemplars(units, factories.image_pool())
     study = factories.study(owner, "imi2023-synthetic", units)

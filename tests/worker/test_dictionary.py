@@ -121,3 +121,24 @@ def test_lite0_block_dictionary_explains_most_of_its_variance(lite0, demo_refs) 
         lite0, batches, "blocks.2", DictionaryConfig("pca", 20, max_samples=4000)
     )
     assert fitted.reconstruction_error < 0.5
+
+
+def test_samples_of_ranges_of_images_merge_into_one_passs_sample() -> None:
+    from worker.pipelines.dictionary import PositionSample, sample_positions
+    from worker.pipelines.loading import ImageBatch
+
+    network = tiny_network()
+    images = torch.randn(10, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    ids = torch.arange(100, 110)
+
+    def batches(start: int, stop: int) -> list[ImageBatch]:
+        return [ImageBatch(ids[i : i + 3], images[i : i + 3]) for i in range(start, stop, 3)]
+
+    one_pass = sample_positions(network, batches(0, 10), "stem", max_samples=500, seed=2)
+    parts = [sample_positions(network, batches(a, b), "stem", 500, seed=2) for a, b in
+             ((0, 3), (3, 9), (9, 10))]  # fmt: skip
+    merged = PositionSample.from_state_dict(parts[2].state_dict())
+    merged.merge(parts[0]).merge(parts[1])
+    assert torch.equal(merged.priorities, one_pass.priorities)
+    assert torch.equal(merged.vectors, one_pass.vectors)
+    assert len(merged) == 500

@@ -308,3 +308,37 @@ def test_lite0_channel_exemplars_are_sorted_and_match_a_recomputation(lite0, dem
             acts = truncated_forward(lite0, batch.pixels, ["blocks.4"])["blocks.4"]
         recomputed = acts[:, unit].mean(dim=(1, 2))
         torch.testing.assert_close(recomputed, result.top_values[unit], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cuts", [[0, 300], [0, 1, 140, 141, 299, 300], [0, 77, 150, 151, 300]])
+def test_shards_of_an_image_set_merge_into_exactly_one_pass(cuts: list[int]) -> None:
+    from worker.pipelines.exemplars import ExemplarState, exemplar_states, merge_states
+
+    # Few distinct values (ties everywhere) and a sketch far smaller than the set.
+    values = torch.randint(-4, 5, (300, 3), generator=torch.Generator().manual_seed(3)) / 2.0
+    ids = list(torch.randperm(300, generator=torch.Generator().manual_seed(4)).tolist())
+    config = ExemplarConfig(k=25, sketch_size=40, band_size=6)
+    one_pass = _run_values(values, ids, 13, k=25, sketch_size=40, band_size=6)
+
+    def shard(start: int, stop: int) -> dict[str, ExemplarState]:
+        batches = _value_batches(values[start:stop], ids[start:stop], 9)
+        states = exemplar_states(value_network(), VALUE_UNITS, batches, config)
+        # As a shard hands its state to the merge: through a state dict, on another device.
+        return {
+            name: ExemplarState.from_state_dict(s.state_dict(), config, torch.device("cpu"))
+            for name, s in states.items()
+        }
+
+    shards = [shard(a, b) for a, b in zip(cuts, cuts[1:], strict=False)]
+    merged = merge_states(reversed(shards))["values"].finish()  # any order
+    for name in ("top_values", "top_ids", "bottom_values", "bottom_ids", "minimum", "maximum"):
+        assert torch.equal(getattr(merged, name), getattr(one_pass, name)), name
+    for name, band in one_pass.bands.items():
+        assert torch.equal(merged.bands[name].image_ids, band.image_ids), name
+        assert torch.equal(merged.bands[name].values, band.values), name
+        assert torch.equal(merged.bands[name].lower_threshold, band.lower_threshold), name
+    torch.testing.assert_close(merged.mean, one_pass.mean, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(merged.std, one_pass.std, rtol=1e-6, atol=1e-7)
+    assert merged.n_images == one_pass.n_images == 300
+    for side in ("top", "bottom"):
+        assert merged.imi_batches(0, side) == one_pass.imi_batches(0, side)  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ from worker.featurevis.config import (
     preset,
 )
 from worker.featurevis.engine import Progress, Visualization, render_units
-from worker.featurevis.model import LayerModel, layer_model
+from worker.featurevis.model import LayerModel, cached_layer_model, layer_model
 from worker.featurevis.objectives import (
     ChannelObjective,
     CodeObjective,
@@ -77,7 +77,7 @@ def visualize(
             raise ValueError("MACO needs natural_images to compute its magnitude spectrum")
         magnitude = magnitude_spectrum(natural_images, config.image_size)
     return render_units(
-        layer_model(network, layer, config),
+        cached_layer_model(network, layer, config),
         objective,
         units,
         config,

@@ -58,6 +58,27 @@ class LayerModel:
         return contextlib.nullcontext()
 
 
+# A worker process renders shard after shard on the same network and layer: keep the folded,
+# fused (and compiled) truncated network instead of rebuilding and re-checking it each time.
+_CACHE: dict[tuple[object, ...], LayerModel] = {}
+_CACHE_SIZE = 8
+
+
+def cached_layer_model(network: Network, layer: str, config: FeatureVisConfig) -> LayerModel:
+    """`layer_model`, kept per process for the network object, the layer and the settings that
+    shape it (the network's weights are never changed in place here)."""
+    key = (
+        id(network.module), layer, str(network.device), config.fold_batchnorm,
+        config.fuse_activations, config.compile, config.channels_last, config.mixed_precision,
+        config.network_size,
+    )  # fmt: skip
+    if key not in _CACHE:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = layer_model(network, layer, config)
+    return _CACHE[key]
+
+
 def layer_model(network: Network, layer: str, config: FeatureVisConfig) -> LayerModel:
     """The truncated network for `layer`; CUDA speed-ups switch on only when on CUDA."""
     truncated = TruncatedNetwork(network, [layer])

@@ -2,7 +2,8 @@
 
 The fit streams an image set through the network (truncated at the layer), keeps a bounded,
 seeded uniform sample of spatial position vectors (``max_samples`` rows, whatever the number of
-images), and fits on that sample. NMF and the SAE come from the ``overcomplete`` package; PCA and
+images; mergeable, so shards over ranges of images combine into one pass's sample), and fits
+on that sample. NMF and the SAE come from the ``overcomplete`` package; PCA and
 the random rotation baseline are a few lines of linear algebra.
 
 NMF needs non-negative input: activations are clamped at zero, which is lossless after a ReLU
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from worker.pipelines.loading import ImageBatch
 from worker.pipelines.networks import (
     LayerTap,
     Network,
@@ -33,15 +35,18 @@ from worker.pipelines.networks import (
     inference_network,
     prepare_batch,
 )
+from worker.pipelines.sampling import bottom_k, hash_priorities, position_keys
 from worker.pipelines.units import nnls_codes, position_vectors
 
 __all__ = [
     "DictionaryConfig",
     "DictionaryError",
     "FittedDictionary",
+    "PositionSample",
     "fit_dictionary",
     "fit_dictionary_on_samples",
     "sample_position_vectors",
+    "sample_positions",
 ]
 
 DictionaryKind = Literal["nmf", "sae", "pca", "random"]
@@ -100,44 +105,108 @@ class FittedDictionary:
 # Sampling position vectors
 
 
+@dataclass
+class PositionSample:
+    """A bounded uniform sample of a layer's position vectors, mergeable across shards.
+
+    Each position vector (one image, one spatial position) gets a seeded hash priority of its
+    key (:mod:`worker.pipelines.sampling`); the sample is the ``max_samples`` vectors of
+    smallest priority, kept in ascending priority. Two shards' samples over disjoint images
+    merge into exactly the sample of one pass over both.
+    """
+
+    vectors: Tensor  # [n, C] float32
+    priorities: Tensor  # [n] int64, ascending
+    max_samples: int
+
+    def __len__(self) -> int:
+        return int(self.vectors.shape[0])
+
+    def add(self, vectors: Tensor, priorities: Tensor) -> None:
+        if len(self) >= self.max_samples:  # full: only vectors beating the largest kept enter
+            keep = priorities < self.priorities[-1]
+            vectors, priorities = vectors[keep], priorities[keep]
+            if vectors.shape[0] == 0:
+                return
+        if len(self):
+            vectors = torch.cat([self.vectors, vectors])
+            priorities = torch.cat([self.priorities, priorities])
+        chosen = bottom_k(priorities, self.max_samples)
+        self.vectors, self.priorities = vectors[chosen], priorities[chosen]
+
+    def merge(self, other: PositionSample) -> PositionSample:
+        self.add(other.vectors, other.priorities)
+        return self
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {
+            "vectors": self.vectors.contiguous(),
+            "priorities": self.priorities.contiguous(),
+            "max_samples": torch.tensor(self.max_samples),
+        }
+
+    @classmethod
+    def from_state_dict(cls, tensors: dict[str, Tensor]) -> PositionSample:
+        return cls(tensors["vectors"], tensors["priorities"], int(tensors["max_samples"]))
+
+
+def sample_positions(
+    network: Network,
+    batches: Iterable[ImageBatch | Tensor],
+    tap: str | LayerTap,
+    max_samples: int,
+    seed: int = 0,
+    progress: Progress | None = None,
+    total_batches: int | None = None,
+) -> PositionSample:
+    """The :class:`PositionSample` of ``tap`` over ``batches``.
+
+    Batches are :class:`ImageBatch` (keys from their image ids, as a shard of an image set
+    needs) or plain pixel tensors (images numbered 0, 1, 2, … in stream order).
+    """
+    truncated = inference_network(network, [tap])
+    key = LayerTap.parse(tap).key
+    sample: PositionSample | None = None
+    next_image = 0
+    for index, batch in enumerate(batches):
+        if isinstance(batch, ImageBatch):
+            images, image_ids = batch.pixels, batch.image_ids
+        else:
+            images = batch
+            image_ids = torch.arange(next_image, next_image + batch.shape[0], dtype=torch.int64)
+        next_image += int(images.shape[0])
+        if images.shape[0] == 0:
+            continue
+        with torch.no_grad(), autocast_context(network.device):
+            acts = truncated(prepare_batch(images, network.device))[key]
+        per_image = position_vectors(acts)  # [batch, positions, C]
+        vectors = per_image.reshape(-1, per_image.shape[-1]).float().cpu()
+        keys = position_keys(image_ids.cpu(), per_image.shape[1])
+        if sample is None:
+            sample = PositionSample(vectors[:0], keys[:0], max_samples)
+        sample.add(vectors, hash_priorities(keys, seed))
+        if progress is not None:
+            fraction = (index + 1) / total_batches if total_batches else 0.0
+            progress(min(fraction, 1.0), f"sampled activations of {index + 1} batches")
+    if sample is None:
+        raise DictionaryError("the image set is empty")
+    return sample
+
+
 def sample_position_vectors(
     network: Network,
-    batches: Iterable[Tensor],
+    batches: Iterable[ImageBatch | Tensor],
     tap: str | LayerTap,
     max_samples: int,
     seed: int = 0,
     progress: Progress | None = None,
     total_batches: int | None = None,
 ) -> Tensor:
-    """A uniform sample (without replacement) of ``max_samples`` position vectors ``[n, C]``.
-
-    Each vector gets a seeded random priority and the ``max_samples`` smallest are kept, merged
-    batch by batch, so memory is bounded by ``max_samples`` whatever the number of images.
-    """
-    truncated = inference_network(network, [tap])
-    key = LayerTap.parse(tap).key
-    generator = torch.Generator().manual_seed(seed)
-    kept_vectors: Tensor | None = None
-    kept_priority = torch.empty(0)
-    for index, images in enumerate(batches):
-        with torch.no_grad(), autocast_context(network.device):
-            acts = truncated(prepare_batch(images, network.device))[key]
-        vectors = position_vectors(acts).reshape(-1, position_vectors(acts).shape[-1])
-        vectors = vectors.float().cpu()
-        priority = torch.rand(vectors.shape[0], generator=generator)
-        if kept_vectors is not None:
-            vectors = torch.cat([kept_vectors, vectors])
-            priority = torch.cat([kept_priority, priority])
-        if vectors.shape[0] > max_samples:
-            keep = torch.topk(priority, max_samples, largest=False).indices
-            vectors, priority = vectors[keep], priority[keep]
-        kept_vectors, kept_priority = vectors, priority
-        if progress is not None:
-            fraction = (index + 1) / total_batches if total_batches else 0.0
-            progress(min(fraction, 1.0), f"sampled activations of {index + 1} batches")
-    if kept_vectors is None:
-        raise DictionaryError("the image set is empty")
-    return kept_vectors
+    """A uniform sample (without replacement) of ``max_samples`` position vectors ``[n, C]``,
+    whatever the number of images (see :func:`sample_positions`)."""
+    return sample_positions(
+        network, batches, tap, max_samples, seed, progress, total_batches
+    ).vectors
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,7 +215,7 @@ def sample_position_vectors(
 
 def fit_dictionary(
     network: Network,
-    batches: Iterable[Tensor],
+    batches: Iterable[ImageBatch | Tensor],
     tap: str | LayerTap,
     config: DictionaryConfig,
     progress: Progress | None = None,

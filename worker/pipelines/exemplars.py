@@ -4,15 +4,20 @@ For each unit the pass keeps
 
 - the exact top-k and bottom-k images (value, image id), sorted, ties broken by the smaller
   image id, by merging each batch into the running lists (``[units, k + batch]``, then cut);
-- a seeded reservoir sample of the images (Algorithm R, one sample shared by all units, with
-  every unit's value on it), from which quantile-band thresholds are read at the end and images
-  inside each band are drawn. With at most ``sketch_size`` images the reservoir holds every
-  image and the bands are exact; beyond that, a band image's true quantile differs from the
-  band's by about ``sqrt(q (1 - q) / sketch_size)`` (0.8 points at the median for 4096);
+- a seeded uniform sample of the images (the bottom-k sketch of
+  :mod:`worker.pipelines.sampling`: the ``sketch_size`` images of smallest hash priority, one
+  sample shared by all units, with every unit's value on it), from which quantile-band
+  thresholds are read at the end and images inside each band are drawn. With at most
+  ``sketch_size`` images the sketch holds every image and the bands are exact; beyond that, a
+  band image's true quantile differs from the band's by about ``sqrt(q (1 - q) / sketch_size)``
+  (0.8 points at the median for 4096);
 - running statistics (mean, std, min, max, fraction positive).
 
 Memory is ``units x (2k + sketch_size)`` values whatever the number of images: no images x units
 matrix is ever held. The network runs only as deep as the deepest tapped layer.
+
+The state is mergeable (:class:`ExemplarState`): a Job cuts an image set into ranges, each shard
+returns its range's state, and the merge gives exactly what one pass over all images gives.
 
 From the top and bottom lists, :func:`imi_batches` builds the Borowski et al. (2021) /
 Zimmermann et al. (2023) structure: 20 batches of 10, interleaved by rank (batch b holds ranks
@@ -23,7 +28,6 @@ the query and the other nine are the references.
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -40,6 +44,7 @@ from worker.pipelines.networks import (
     inference_network,
     prepare_batch,
 )
+from worker.pipelines.sampling import bottom_k, hash_priorities
 from worker.pipelines.units import UnitProjector
 
 __all__ = [
@@ -47,9 +52,12 @@ __all__ = [
     "BandExemplars",
     "ExemplarConfig",
     "ExemplarSet",
+    "ExemplarState",
     "ImiBatch",
     "QuantileBand",
     "compute_exemplars",
+    "exemplar_states",
+    "merge_states",
     "imi_batches",
     "oom_fallback",
     "run_exemplar_pass",
@@ -221,39 +229,50 @@ class _ExtremeTracker:
         # A NaN (e.g. a bf16 overflow) must never count as extreme.
         worst = -math.inf if self.largest else math.inf
         incoming = torch.nan_to_num(unit_acts.T, nan=worst)  # [units, batch]
-        values = torch.cat([self.values, incoming], dim=1)  # [units, k + batch]
-        ids = torch.cat([self.ids, image_ids.expand(incoming.shape[0], -1)], dim=1)
+        self._fold(incoming, image_ids.expand(incoming.shape[0], -1))
+
+    def merge(self, other: _ExtremeTracker) -> None:
+        self._fold(other.values.to(self.values.device), other.ids.to(self.ids.device))
+
+    def _fold(self, values: Tensor, ids: Tensor) -> None:
+        """Merge ``values, ids: [units, n]`` into the lists: sort by value, ties by id, cut."""
+        values = torch.cat([self.values, values], dim=1)  # [units, k + n]
+        ids = torch.cat([self.ids, ids], dim=1)
         values, ids = _sort_by_value_then_id(values, ids, descending=self.largest)
         self.values, self.ids = values[:, : self.k], ids[:, : self.k]
 
 
-class _Reservoir:
-    """Algorithm R over images (seeded), storing every unit's value for the sampled images."""
+class _Sketch:
+    """A seeded uniform sample of images (their ``sketch_size`` smallest hash priorities) with
+    every unit's value on them: the bottom-k sketch of :mod:`worker.pipelines.sampling`, so two
+    shards' sketches merge into exactly the sketch of one pass."""
 
     def __init__(self, n_units: int, size: int, seed: int, device: torch.device) -> None:
         self.size = size
-        self.rng = random.Random(seed)
-        self.values = torch.empty(n_units, size, device=device)
-        self.ids = torch.full((size,), -1, dtype=torch.int64, device=device)
-        self.seen = 0
+        self.seed = seed
+        self.values = torch.empty(n_units, 0, device=device)  # [units, n]
+        self.ids = torch.empty(0, dtype=torch.int64, device=device)  # [n]
+        self.priorities = torch.empty(0, dtype=torch.int64, device=device)  # [n]
 
     def update(self, unit_acts: Tensor, image_ids: Tensor) -> None:
-        row_of_slot: dict[int, int] = {}  # a later image replacing the same slot wins
-        for row in range(unit_acts.shape[0]):
-            slot = self.seen if self.seen < self.size else self.rng.randrange(self.seen + 1)
-            self.seen += 1
-            if slot < self.size:
-                row_of_slot[slot] = row
-        if not row_of_slot:
-            return
-        slots = torch.tensor(list(row_of_slot), device=unit_acts.device)
-        rows = torch.tensor(list(row_of_slot.values()), device=unit_acts.device)
-        self.values[:, slots] = unit_acts[rows].T
-        self.ids[slots] = image_ids[rows]
+        priorities = hash_priorities(image_ids, self.seed)
+        self._fold(unit_acts.T, image_ids, priorities)
 
-    def filled(self) -> tuple[Tensor, Tensor]:
-        count = min(self.seen, self.size)
-        return self.values[:, :count], self.ids[:count]
+    def merge(self, other: _Sketch) -> None:
+        device = self.ids.device
+        self._fold(other.values.to(device), other.ids.to(device), other.priorities.to(device))
+
+    def _fold(self, values: Tensor, ids: Tensor, priorities: Tensor) -> None:
+        """``values: [units, n]``; ``ids, priorities: [n]``."""
+        if self.ids.shape[0] >= self.size:  # full: only images beating the largest kept enter
+            keep = priorities < self.priorities.max()
+            if not bool(keep.any()):
+                return
+            values, ids, priorities = values[:, keep], ids[keep], priorities[keep]
+        values = torch.cat([self.values, values], dim=1)
+        ids, priorities = torch.cat([self.ids, ids]), torch.cat([self.priorities, priorities])
+        chosen = bottom_k(priorities, self.size)
+        self.values, self.ids, self.priorities = values[:, chosen], ids[chosen], priorities[chosen]
 
 
 class _Stats:
@@ -274,22 +293,84 @@ class _Stats:
         self.minimum = torch.minimum(self.minimum, unit_acts.min(dim=0).values)
         self.maximum = torch.maximum(self.maximum, unit_acts.max(dim=0).values)
 
+    def merge(self, other: _Stats) -> None:
+        device = self.total.device
+        self.count += other.count
+        self.total += other.total.to(device)
+        self.total_sq += other.total_sq.to(device)
+        self.positive += other.positive.to(device)
+        self.minimum = torch.minimum(self.minimum, other.minimum.to(device))
+        self.maximum = torch.maximum(self.maximum, other.maximum.to(device))
 
-class _UnitSetAccumulator:
+
+class ExemplarState:
+    """The exemplar pass's state for one unit set: what a shard over a range of images returns.
+
+    ``add`` takes a batch; ``merge`` folds in another range's state, and the result is exactly
+    the state of one pass over both ranges, in any order (top/bottom lists sorted by value with
+    ties by image id, the sketch by hash priority; the statistics are float64 sums, equal up to
+    their last bits). ``state_dict``/``from_state_dict`` carry it between processes; ``finish``
+    reads out the :class:`ExemplarSet`. Its size is ``units x (2k + sketch_size)`` values,
+    whatever the number of images.
+    """
+
+    _TENSORS = ("top", "bottom", "sketch", "stats")
+
     def __init__(self, n_units: int, config: ExemplarConfig, device: torch.device) -> None:
         self.config = config
         self.top = _ExtremeTracker(n_units, config.k, largest=True, device=device)
         self.bottom = _ExtremeTracker(n_units, config.k, largest=False, device=device)
-        self.reservoir = _Reservoir(n_units, config.sketch_size, config.seed, device)
+        self.sketch = _Sketch(n_units, config.sketch_size, config.seed, device)
         self.stats = _Stats(n_units, device)
+        self.skipped_ids: list[int] = []
 
-    def update(self, unit_acts: Tensor, image_ids: Tensor) -> None:
+    def add(self, unit_acts: Tensor, image_ids: Tensor) -> None:
+        """``unit_acts: [batch, units]``, ``image_ids: [batch]``."""
         self.top.update(unit_acts, image_ids)
         self.bottom.update(unit_acts, image_ids)
-        self.reservoir.update(unit_acts, image_ids)
+        self.sketch.update(unit_acts, image_ids)
         self.stats.update(unit_acts)
 
-    def finish(self, skipped_ids: list[int]) -> ExemplarSet:
+    def merge(self, other: ExemplarState) -> ExemplarState:
+        self.top.merge(other.top)
+        self.bottom.merge(other.bottom)
+        self.sketch.merge(other.sketch)
+        self.stats.merge(other.stats)
+        self.skipped_ids = sorted({*self.skipped_ids, *other.skipped_ids})
+        return self
+
+    def state_dict(self) -> dict[str, Tensor]:
+        stats = self.stats
+        tensors = {
+            "top_values": self.top.values, "top_ids": self.top.ids,
+            "bottom_values": self.bottom.values, "bottom_ids": self.bottom.ids,
+            "sketch_values": self.sketch.values, "sketch_ids": self.sketch.ids,
+            "sketch_priorities": self.sketch.priorities,
+            "count": torch.tensor(stats.count), "total": stats.total, "total_sq": stats.total_sq,
+            "positive": stats.positive, "minimum": stats.minimum, "maximum": stats.maximum,
+            "skipped_ids": torch.tensor(self.skipped_ids, dtype=torch.int64),
+        }  # fmt: skip
+        return {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
+
+    @classmethod
+    def from_state_dict(
+        cls, tensors: Mapping[str, Tensor], config: ExemplarConfig, device: torch.device
+    ) -> ExemplarState:
+        state = cls(int(tensors["top_values"].shape[0]), config, device)
+        t = {name: tensor.to(device) for name, tensor in tensors.items()}
+        state.top.values, state.top.ids = t["top_values"], t["top_ids"]
+        state.bottom.values, state.bottom.ids = t["bottom_values"], t["bottom_ids"]
+        sketch = state.sketch
+        sketch.values, sketch.ids = t["sketch_values"], t["sketch_ids"]
+        sketch.priorities = t["sketch_priorities"]
+        stats = state.stats
+        stats.count = int(t["count"])
+        stats.total, stats.total_sq, stats.positive = t["total"], t["total_sq"], t["positive"]
+        stats.minimum, stats.maximum = t["minimum"], t["maximum"]
+        state.skipped_ids = [int(i) for i in t["skipped_ids"].tolist()]
+        return state
+
+    def finish(self) -> ExemplarSet:
         stats = self.stats
         count = max(stats.count, 1)
         mean = stats.total / count
@@ -306,11 +387,11 @@ class _UnitSetAccumulator:
             minimum=stats.minimum.cpu(),
             maximum=stats.maximum.cpu(),
             fraction_positive=(stats.positive / count).float().cpu(),
-            skipped_ids=skipped_ids,
+            skipped_ids=list(self.skipped_ids),
         )
 
     def _bands(self) -> dict[str, BandExemplars]:
-        values, ids = self.reservoir.filled()
+        values, ids = self.sketch.values, self.sketch.ids
         n = int(ids.shape[0])
         if n == 0:
             return {}
@@ -360,29 +441,54 @@ def compute_exemplars(
     total_images: int | None = None,
 ) -> dict[str, ExemplarSet]:
     """One pass over ``batches`` for all ``unit_sets``; returns an ExemplarSet per unit set."""
+    states = exemplar_states(network, unit_sets, batches, config, progress, total_images)
+    return {name: state.finish() for name, state in states.items()}
+
+
+def exemplar_states(
+    network: Network,
+    unit_sets: Mapping[str, UnitProjector],
+    batches: Iterable[ImageBatch],
+    config: ExemplarConfig = ExemplarConfig(),
+    progress: Progress | None = None,
+    total_images: int | None = None,
+) -> dict[str, ExemplarState]:
+    """The mergeable state of one pass over ``batches`` (a shard's range of an image set)."""
     if not unit_sets:
         raise ValueError("no unit set was given")
     device = network.device
     taps = list(dict.fromkeys(projector.tap for projector in unit_sets.values()))
     truncated = inference_network(network, taps)
     projectors = {name: projector.to(device).eval() for name, projector in unit_sets.items()}
-    accumulators = {
-        name: _UnitSetAccumulator(projector.n_units, config, device)
+    states = {
+        name: ExemplarState(projector.n_units, config, device)
         for name, projector in projectors.items()
     }
-    skipped: list[int] = []
     done = 0
     for batch in batches:
-        skipped.extend(batch.skipped_ids)
+        for state in states.values():
+            state.skipped_ids.extend(batch.skipped_ids)
         if len(batch):
             image_ids = batch.image_ids.to(device)
             for name, unit_acts in _unit_activations(truncated, projectors, batch.pixels, device):
-                accumulators[name].update(unit_acts, image_ids)
+                states[name].add(unit_acts, image_ids)
         done += len(batch) + len(batch.skipped_ids)
         if progress is not None:
             fraction = min(done / total_images, 1.0) if total_images else 0.0
             progress(fraction, f"{done} of {total_images or '?'} images")
-    return {name: accumulator.finish(skipped) for name, accumulator in accumulators.items()}
+    return states
+
+
+def merge_states(shards: Iterable[Mapping[str, ExemplarState]]) -> dict[str, ExemplarState]:
+    """Fold shards' states (each a unit set name -> state) into one per unit set."""
+    merged: dict[str, ExemplarState] = {}
+    for states in shards:
+        for name, state in states.items():
+            if name in merged:
+                merged[name].merge(state)
+            else:
+                merged[name] = state
+    return merged
 
 
 def _unit_activations(
