@@ -43,6 +43,7 @@ def benchmarks(page_url: str | None) -> list[Benchmark]:
     page_missing = "" if page_url else "needs a live participant link: --page-url URL"
     return [
         Benchmark("exemplars", ["bench_exemplars.py"], ["bench_exemplars.py", "--quick"]),
+        Benchmark("shards", ["bench_shards.py"], ["bench_shards.py", "--quick"]),
         Benchmark("export", ["bench_export.py"], ["bench_export.py", "--sizes", "20000"]),
         Benchmark(
             "export-database",

@@ -261,6 +261,23 @@ def test_the_inference_network_runs_a_folded_channels_last_copy_with_the_same_ac
     assert inference_network(network, ["out"]).network.module is fast.network.module  # made once
 
 
+def test_the_folded_copy_is_checked_once_per_network_and_taps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from worker.pipelines import networks
+
+    checks: list[int] = []
+    real = networks.same_activations
+    monkeypatch.setattr(
+        networks, "same_activations", lambda *args: checks.append(1) or real(*args)
+    )
+    network = wrap_module(ConvBatchNormNet(), TINY_PREPROCESS, "test:conv-bn", "cpu")
+    for _ in range(3):  # shard after shard on one worker
+        inference_network(network, ["act", "out"])
+    inference_network(network, ["out"])
+    assert len(checks) == 2
+
+
 def test_a_network_without_batchnorms_keeps_no_second_copy() -> None:
     network = tiny_network()
     assert inference_network(network, ["block"]).network.module is network.module

@@ -597,6 +597,11 @@ def truncated_forward(
 # The folded, channels_last copy of each loaded network's module, made once (the originals are
 # never changed; a copy goes when its network does).
 _FOLDED: weakref.WeakKeyDictionary[nn.Module, nn.Module] = weakref.WeakKeyDictionary()
+# Whether the folded copy gave the same activations, per network and taps: a worker runs shard
+# after shard on the same network, and the probe check costs two forwards each time.
+_CHECKED: weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, ...], bool]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def inference_network(network: Network, taps: Sequence[str | LayerTap]) -> TruncatedNetwork:
@@ -618,8 +623,11 @@ def inference_network(network: Network, taps: Sequence[str | LayerTap]) -> Trunc
     if module is network.module:
         return plain
     folded = TruncatedNetwork(replace(network, module=module), plain.taps)
-    size = network.preprocess.crop
-    return folded if same_activations(plain, folded, size, network.device) else plain
+    checked = _CHECKED.setdefault(network.module, {})
+    key = tuple(tap.key for tap in plain.taps)
+    if key not in checked:
+        checked[key] = same_activations(plain, folded, network.preprocess.crop, network.device)
+    return folded if checked[key] else plain
 
 
 def iter_named_layers(network: Network) -> Iterator[str]:
