@@ -268,9 +268,7 @@ def test_the_folded_copy_is_checked_once_per_network_and_taps(
 
     checks: list[int] = []
     real = networks.same_activations
-    monkeypatch.setattr(
-        networks, "same_activations", lambda *args: checks.append(1) or real(*args)
-    )
+    monkeypatch.setattr(networks, "same_activations", lambda *args: checks.append(1) or real(*args))
     network = wrap_module(ConvBatchNormNet(), TINY_PREPROCESS, "test:conv-bn", "cpu")
     for _ in range(3):  # shard after shard on one worker
         inference_network(network, ["act", "out"])
