@@ -108,6 +108,7 @@ INSTALLED_APPS = [
     "backend.studies",
     "backend.participation",
     "backend.analysis",
+    "backend.atlas",
 ]
 
 MIDDLEWARE = [

@@ -23,6 +23,7 @@ from celery.signals import worker_process_init, worker_ready
 from django.conf import settings
 from django.db import close_old_connections
 
+from backend.atlas import work as atlas_work
 from backend.celery import app
 from backend.stimuli import jobkinds, jobs
 from backend.stimuli import work as stimuli_work
@@ -32,7 +33,7 @@ from worker import memory
 log = logging.getLogger(__name__)
 
 # Every job kind's work, by kind name (the planners are in backend/stimuli/jobkinds.py).
-WORK: dict[str, jobs.KindWork] = {**stimuli_work.WORK}
+WORK: dict[str, jobs.KindWork] = {**stimuli_work.WORK, **atlas_work.WORK}
 _missing = set(jobkinds.KINDS) - set(WORK)
 assert not _missing, f"job kinds without work: {sorted(_missing)}"
 

@@ -50,6 +50,11 @@ class JobKind:
     name: str
     queue: str  # "gpu" (networks) or "default" (light work)
     plan: Planner
+    label: str = ""  # what the Job list shows; default: the name in words
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.name.replace("_", " "))
 
     @property
     def task_name(self) -> str:
@@ -248,8 +253,12 @@ def _chunks(items: Sequence[Any], size: int) -> list[list[Any]]:
     return [list(items[start : start + size]) for start in range(0, len(items), size)]
 
 
-register(JobKind(Job.Kind.IMPORT_IMAGES, "default", plan_import))
-register(JobKind(Job.Kind.FIT_UNIT_SET, "gpu", plan_fit))
-register(JobKind(Job.Kind.COMPUTE_EXEMPLARS, "gpu", plan_exemplars))
-register(JobKind(Job.Kind.RENDER_VISUALIZATIONS, "gpu", plan_visualizations))
-register(JobKind(Job.Kind.COMPUTE_OCCLUSION, "gpu", plan_occlusion))
+register(JobKind(Job.Kind.IMPORT_IMAGES, "default", plan_import, "import images"))
+register(JobKind(Job.Kind.FIT_UNIT_SET, "gpu", plan_fit, "fit dictionary / directions"))
+register(JobKind(Job.Kind.COMPUTE_EXEMPLARS, "gpu", plan_exemplars, "compute exemplars"))
+register(
+    JobKind(
+        Job.Kind.RENDER_VISUALIZATIONS, "gpu", plan_visualizations, "render feature visualizations"
+    )
+)
+register(JobKind(Job.Kind.COMPUTE_OCCLUSION, "gpu", plan_occlusion, "compute occlusion maps"))

@@ -322,7 +322,9 @@ class Job(models.Model):
 
     FINISHED = {State.SUCCEEDED, State.FAILED, State.CANCELLED}
 
-    kind = models.CharField(max_length=32, choices=Kind.choices)
+    # No choices here: the kinds live in the registry (backend/stimuli/jobkinds.py), where the
+    # atlas adds its own; `Kind` names the stimuli's.
+    kind = models.CharField(max_length=32)
     params = models.JSONField(default=dict)
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     progress = models.FloatField(default=0.0)
@@ -343,7 +345,14 @@ class Job(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} #{self.pk}"
+        return f"{self.kind_label} #{self.pk}"
+
+    @property
+    def kind_label(self) -> str:
+        from backend.stimuli import jobkinds
+
+        registered = jobkinds.KINDS.get(self.kind)
+        return registered.label if registered else self.kind.replace("_", " ")
 
     @property
     def is_finished(self) -> bool:

@@ -17,7 +17,8 @@ class Command(BaseCommand):
 
 def demo_steps() -> list[Any]:
     """The seeding steps, in order; apps add theirs as the product grows."""
+    from backend.atlas.demo import seed_atlas
     from backend.stimuli.demo import seed_stimuli
     from backend.studies.demo import seed_study
 
-    return [seed_stimuli, seed_study]
+    return [seed_stimuli, seed_study, seed_atlas]

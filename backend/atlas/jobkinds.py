@@ -1,0 +1,5 @@
+"""The atlas's job kinds, registered with their planners in the one registry of job kinds
+(`backend/stimuli/jobkinds.py`; the web side plans and sends them by task name). Their work on
+the workers is in `backend/atlas/work.py`."""
+
+from __future__ import annotations
