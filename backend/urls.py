@@ -20,6 +20,8 @@ admin.site.index_title = "Studies, stimuli and results"
 api_v1: list[URLPattern | URLResolver] = [
     path("researcher/", include("backend.studies.api_urls")),
     path("researcher/", include("backend.analysis.api_urls")),
+    path("researcher/", include("backend.stimuli.api_urls")),
+    path("researcher/atlas/", include("backend.atlas.urls")),
     *participant_api,
 ]
 

@@ -1,0 +1,84 @@
+"""Researcher API for Jobs: follow a job (state, progress, shards, ETA, result) and cancel it.
+Every view that queues work (the atlas's, for instance) answers 202 with `job_response`. A job
+the caller may not see is a 404."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from backend.core.errors import ApiError
+from backend.stimuli import services
+from backend.stimuli.models import Job
+from backend.studies.api import IsResearcher
+
+JOB_SCHEMA = inline_serializer(
+    "Job",
+    {
+        "id": serializers.IntegerField(),
+        "kind": serializers.CharField(),
+        "state": serializers.ChoiceField(choices=Job.State.choices),
+        "progress": serializers.FloatField(),
+        "message": serializers.CharField(),
+        "error": serializers.CharField(),
+        "duration_seconds": serializers.FloatField(allow_null=True),
+        "eta_seconds": serializers.FloatField(allow_null=True),
+        "shards": serializers.DictField(child=serializers.IntegerField()),
+        "hosts": serializers.ListField(child=serializers.CharField()),
+        "result": serializers.DictField(),
+        "url": serializers.CharField(),
+    },
+)
+
+
+def visible_jobs(user: Any) -> QuerySet[Job]:
+    """Jobs a researcher may follow: their own (superusers: all)."""
+    jobs = Job.objects.all()
+    return jobs if user.is_superuser else jobs.filter(created_by=user)
+
+
+def job_body(job: Job) -> dict[str, Any]:
+    return {
+        **job.as_progress(),
+        "kind": job.kind,
+        "result": job.result,
+        "url": f"/api/v1/researcher/jobs/{job.pk}/",
+    }
+
+
+def job_response(job: Job) -> Response:
+    """The answer of a view that queued a job: 202 and where to follow it."""
+    return Response(job_body(job), status=status.HTTP_202_ACCEPTED)
+
+
+class JobDetail(APIView):
+    permission_classes = [IsResearcher]
+
+    @extend_schema(responses={200: JOB_SCHEMA, 404: None})
+    def get(self, request: Request, pk: int) -> Response:
+        job = visible_jobs(request.user).filter(pk=pk).first()
+        if job is None:
+            raise ApiError("not_found", f"job {pk} not found", status_code=404)
+        return Response(job_body(job))
+
+
+class CancelJob(APIView):
+    permission_classes = [IsResearcher]
+
+    @extend_schema(request=None, responses={200: JOB_SCHEMA, 404: None, 409: None})
+    def post(self, request: Request, pk: int) -> Response:
+        job = visible_jobs(request.user).filter(pk=pk).first()
+        if job is None:
+            raise ApiError("not_found", f"job {pk} not found", status_code=404)
+        try:
+            job = services.do_cancel_job(job, request.user)
+        except ValidationError as err:
+            raise ApiError("job_finished", " ".join(err.messages), status_code=409) from None
+        return Response(job_body(job))
