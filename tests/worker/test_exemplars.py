@@ -342,3 +342,65 @@ def test_shards_of_an_image_set_merge_into_exactly_one_pass(cuts: list[int]) -> 
     assert merged.n_images == one_pass.n_images == 300
     for side in ("top", "bottom"):
         assert merged.imi_batches(0, side) == one_pass.imi_batches(0, side)  # type: ignore[arg-type]
+
+
+def _distinct_run(values: torch.Tensor, ids: list[int], sources: list[int], cuts: list[int],
+                  **config):  # type: ignore[no-untyped-def]  # fmt: skip
+    """The pass with distinct sources over shards cut at `cuts`, merged (one shard: one pass)."""
+    from worker.pipelines.exemplars import exemplar_states, merge_states
+
+    settings = ExemplarConfig(distinct_sources=True, **config)
+    shards = []
+    for start, stop in zip(cuts, cuts[1:], strict=False):
+        batches = [
+            ImageBatch(torch.tensor(ids[i : min(i + 7, stop)]),
+                       values[i : min(i + 7, stop), :, None, None], [],
+                       torch.tensor(sources[i : min(i + 7, stop)]))
+            for i in range(start, stop, 7)
+        ]  # fmt: skip
+        shards.append(exemplar_states(value_network(), VALUE_UNITS, batches, settings))
+    return merge_states(shards)["values"].finish()
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), n_images=st.integers(1, 60), k=st.integers(1, 10))
+def test_distinct_sources_keep_each_photos_best_image_and_merge_exactly(
+    data, n_images: int, k: int
+) -> None:  # type: ignore[no-untyped-def]
+    # Planted duplicates: few photos, each with several crops; few values, so ties are common.
+    raw = data.draw(st.lists(st.integers(-3, 3), min_size=3 * n_images, max_size=3 * n_images))
+    values = torch.tensor(raw, dtype=torch.float32).reshape(n_images, 3) / 2
+    ids = list(data.draw(st.permutations(range(500, 500 + n_images))))
+    sources = data.draw(st.lists(st.integers(0, 6), min_size=n_images, max_size=n_images))
+    cut = data.draw(st.integers(0, n_images))
+    one_pass = _distinct_run(values, ids, sources, [0, n_images], k=k, sketch_size=16)
+    sharded = _distinct_run(values, ids, sources, [0, cut, n_images], k=k, sketch_size=16)
+    for unit in range(3):
+        best: dict[int, tuple[float, int]] = {}
+        worst: dict[int, tuple[float, int]] = {}
+        for i in range(n_images):
+            entry = (float(values[i, unit]), ids[i])
+            source = sources[i]
+            if source not in best or (-entry[0], entry[1]) < (-best[source][0], best[source][1]):
+                best[source] = entry
+            if source not in worst or entry < worst[source]:
+                worst[source] = entry
+        top = sorted(best.values(), key=lambda e: (-e[0], e[1]))[:k]
+        bottom = sorted(worst.values())[:k]
+        for result in (one_pass, sharded):
+            record = result.unit_record(unit)
+            assert [(v, i) for i, v in record["top"]] == top
+            assert [(v, i) for i, v in record["bottom"]] == bottom
+            for band in record["bands"].values():
+                shown = [sources[ids.index(i)] for i, _ in band["images"]]
+                assert len(shown) == len(set(shown))  # one image per photo in every band
+        assert sharded.unit_record(unit) == one_pass.unit_record(unit)
+
+
+def test_distinct_sources_change_nothing_when_every_image_is_its_own_photo() -> None:
+    values = torch.randint(-4, 5, (300, 3), generator=torch.Generator().manual_seed(3)) / 2.0
+    ids = list(range(300))
+    plain = _run_values(values, ids, 7, k=25, sketch_size=40, band_size=6)
+    distinct = _distinct_run(values, ids, ids, [0, 300], k=25, sketch_size=40, band_size=6)
+    for unit in range(3):
+        assert distinct.unit_record(unit) == plain.unit_record(unit)

@@ -98,6 +98,9 @@ class ExemplarConfig:
     seed: int = 0
     batch_size: int = 64
     num_workers: int = 0  # decoding processes
+    # At most one image per source photo in the top/bottom lists and in each band (crops and
+    # flips of one photo are one photo); needs the batches' source_ids.
+    distinct_sources: bool = False
 
 
 @dataclass
@@ -139,15 +142,20 @@ class ExemplarSet:
         return int(self.top_values.shape[0])
 
     def imi_batches(self, unit: int, side: Literal["top", "bottom"]) -> list[ImiBatch]:
-        if side == "top":
-            return imi_batches(self.top_values[unit], self.top_ids[unit])
-        return imi_batches(self.bottom_values[unit], self.bottom_ids[unit])
+        values, ids = (
+            (self.top_values[unit], self.top_ids[unit])
+            if side == "top"
+            else (self.bottom_values[unit], self.bottom_ids[unit])
+        )
+        real = ids >= 0  # with distinct sources, a row may end in padding
+        return imi_batches(values[real], ids[real])
 
     def unit_record(self, unit: int) -> dict[str, Any]:
         """Everything about one unit as JSON-able lists (for storing rows)."""
 
         def pairs(ids: Tensor, values: Tensor) -> list[list[float]]:
-            return [[int(i), float(v)] for i, v in zip(ids.tolist(), values.tolist(), strict=True)]
+            rows = zip(ids.tolist(), values.tolist(), strict=True)
+            return [[int(i), float(v)] for i, v in rows if i >= 0]  # padding has id -1
 
         return {
             "top": pairs(self.top_ids[unit], self.top_values[unit]),
@@ -209,30 +217,72 @@ def imi_batches(
 
 def _sort_by_value_then_id(values: Tensor, ids: Tensor, descending: bool) -> tuple[Tensor, Tensor]:
     """Row-wise sort of ``values, ids: [units, n]`` by value, ties by ascending id."""
+    order = _value_then_id_order(values, ids, descending)
+    return values.gather(1, order), ids.gather(1, order)
+
+
+def _value_then_id_order(values: Tensor, ids: Tensor, descending: bool) -> Tensor:
+    """The row-wise permutation that sorts by value, ties by ascending id."""
     by_id = torch.argsort(ids, dim=1, stable=True)
-    values, ids = values.gather(1, by_id), ids.gather(1, by_id)
-    by_value = torch.argsort(values, dim=1, descending=descending, stable=True)
-    return values.gather(1, by_value), ids.gather(1, by_value)
+    by_value = torch.argsort(values.gather(1, by_id), dim=1, descending=descending, stable=True)
+    return by_id.gather(1, by_value)
+
+
+def _first_per_source(sources: Tensor) -> Tensor:
+    """``sources: [units, n]`` -> mask of each source's first occurrence along every row."""
+    order = torch.argsort(sources, dim=1, stable=True)  # equal sources keep their order
+    ordered = sources.gather(1, order)
+    first = torch.ones_like(ordered, dtype=torch.bool)
+    first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    return torch.zeros_like(first).scatter_(1, order, first)
+
+
+def _kept_first(keep: Tensor, *rows: Tensor) -> tuple[Tensor, ...]:
+    """Move each row's kept entries (``keep: [units, n]``) to its front, in their order."""
+    order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)
+    return tuple(row.gather(1, order) for row in rows)
 
 
 class _ExtremeTracker:
-    """Running exact top-k (``largest``) or bottom-k of each unit."""
+    """Running exact top-k (``largest``) or bottom-k of each unit; with ``distinct``, of each
+    unit's best image per source photo (rows may then end in padding: id -1, the worst value).
 
-    def __init__(self, n_units: int, k: int, largest: bool, device: torch.device) -> None:
+    Either way the lists of two shards merge into the lists of one pass: a source among the
+    union's k best has its best image among its own shard's k best sources.
+    """
+
+    def __init__(
+        self, n_units: int, k: int, largest: bool, device: torch.device, distinct: bool = False
+    ) -> None:
         self.k = k
         self.largest = largest
+        self.distinct = distinct
         self.values = torch.empty(n_units, 0, device=device)
         self.ids = torch.empty(n_units, 0, dtype=torch.int64, device=device)
+        self.sources = torch.empty(n_units, 0, dtype=torch.int64, device=device)
 
-    def update(self, unit_acts: Tensor, image_ids: Tensor) -> None:
-        """``unit_acts: [batch, units]``, ``image_ids: [batch]``."""
+    @property
+    def worst(self) -> float:
+        return -math.inf if self.largest else math.inf
+
+    def update(self, unit_acts: Tensor, image_ids: Tensor, source_ids: Tensor | None) -> None:
+        """``unit_acts: [batch, units]``, ``image_ids, source_ids: [batch]``."""
         # A NaN (e.g. a bf16 overflow) must never count as extreme.
-        worst = -math.inf if self.largest else math.inf
-        incoming = torch.nan_to_num(unit_acts.T, nan=worst)  # [units, batch]
-        self._fold(incoming, image_ids.expand(incoming.shape[0], -1))
+        incoming = torch.nan_to_num(unit_acts.T, nan=self.worst)  # [units, batch]
+        units = incoming.shape[0]
+        if not self.distinct:
+            self._fold(incoming, image_ids.expand(units, -1))
+            return
+        sources = image_ids if source_ids is None else source_ids
+        self._fold_distinct(incoming, image_ids.expand(units, -1), sources.expand(units, -1))
 
     def merge(self, other: _ExtremeTracker) -> None:
-        self._fold(other.values.to(self.values.device), other.ids.to(self.ids.device))
+        device = self.values.device
+        values, ids = other.values.to(device), other.ids.to(device)
+        if self.distinct:
+            self._fold_distinct(values, ids, other.sources.to(device))
+        else:
+            self._fold(values, ids)
 
     def _fold(self, values: Tensor, ids: Tensor) -> None:
         """Merge ``values, ids: [units, n]`` into the lists: sort by value, ties by id, cut."""
@@ -240,6 +290,26 @@ class _ExtremeTracker:
         ids = torch.cat([self.ids, ids], dim=1)
         values, ids = _sort_by_value_then_id(values, ids, descending=self.largest)
         self.values, self.ids = values[:, : self.k], ids[:, : self.k]
+
+    def _fold_distinct(self, values: Tensor, ids: Tensor, sources: Tensor) -> None:
+        """As `_fold`, keeping only the first (best) image of each source photo."""
+        values = torch.cat([self.values, values], dim=1)
+        ids = torch.cat([self.ids, ids], dim=1)
+        sources = torch.cat([self.sources, sources], dim=1)
+        order = _value_then_id_order(values, ids, descending=self.largest)
+        values, ids, sources = (
+            values.gather(1, order),
+            ids.gather(1, order),
+            sources.gather(1, order),
+        )
+        keep = _first_per_source(sources) & (ids >= 0)
+        values, ids, sources = _kept_first(keep, values, ids, sources)
+        kept = keep.sum(dim=1, keepdim=True)
+        padding = torch.arange(ids.shape[1], device=ids.device)[None, :] >= kept
+        width = min(self.k, int(kept.max()) if kept.numel() else 0)
+        self.values = values.masked_fill(padding, self.worst)[:, :width]
+        self.ids = ids.masked_fill(padding, -1)[:, :width]
+        self.sources = sources.masked_fill(padding, -1)[:, :width]
 
 
 class _Sketch:
@@ -252,27 +322,35 @@ class _Sketch:
         self.seed = seed
         self.values = torch.empty(n_units, 0, device=device)  # [units, n]
         self.ids = torch.empty(0, dtype=torch.int64, device=device)  # [n]
+        self.sources = torch.empty(0, dtype=torch.int64, device=device)  # [n]
         self.priorities = torch.empty(0, dtype=torch.int64, device=device)  # [n]
 
-    def update(self, unit_acts: Tensor, image_ids: Tensor) -> None:
+    def update(self, unit_acts: Tensor, image_ids: Tensor, source_ids: Tensor | None) -> None:
         priorities = hash_priorities(image_ids, self.seed)
-        self._fold(unit_acts.T, image_ids, priorities)
+        sources = image_ids if source_ids is None else source_ids
+        self._fold(unit_acts.T, image_ids, sources, priorities)
 
     def merge(self, other: _Sketch) -> None:
         device = self.ids.device
-        self._fold(other.values.to(device), other.ids.to(device), other.priorities.to(device))
+        self._fold(
+            other.values.to(device), other.ids.to(device), other.sources.to(device),
+            other.priorities.to(device),
+        )  # fmt: skip
 
-    def _fold(self, values: Tensor, ids: Tensor, priorities: Tensor) -> None:
-        """``values: [units, n]``; ``ids, priorities: [n]``."""
+    def _fold(self, values: Tensor, ids: Tensor, sources: Tensor, priorities: Tensor) -> None:
+        """``values: [units, n]``; ``ids, sources, priorities: [n]``."""
         if self.ids.shape[0] >= self.size:  # full: only images beating the largest kept enter
             keep = priorities < self.priorities.max()
             if not bool(keep.any()):
                 return
-            values, ids, priorities = values[:, keep], ids[keep], priorities[keep]
+            values, ids, sources = values[:, keep], ids[keep], sources[keep]
+            priorities = priorities[keep]
         values = torch.cat([self.values, values], dim=1)
-        ids, priorities = torch.cat([self.ids, ids]), torch.cat([self.priorities, priorities])
+        ids, sources = torch.cat([self.ids, ids]), torch.cat([self.sources, sources])
+        priorities = torch.cat([self.priorities, priorities])
         chosen = bottom_k(priorities, self.size)
-        self.values, self.ids, self.priorities = values[:, chosen], ids[chosen], priorities[chosen]
+        self.values, self.ids, self.sources = values[:, chosen], ids[chosen], sources[chosen]
+        self.priorities = priorities[chosen]
 
 
 class _Stats:
@@ -318,17 +396,19 @@ class ExemplarState:
 
     def __init__(self, n_units: int, config: ExemplarConfig, device: torch.device) -> None:
         self.config = config
-        self.top = _ExtremeTracker(n_units, config.k, largest=True, device=device)
-        self.bottom = _ExtremeTracker(n_units, config.k, largest=False, device=device)
+        distinct = config.distinct_sources
+        self.top = _ExtremeTracker(n_units, config.k, True, device, distinct)
+        self.bottom = _ExtremeTracker(n_units, config.k, False, device, distinct)
         self.sketch = _Sketch(n_units, config.sketch_size, config.seed, device)
         self.stats = _Stats(n_units, device)
         self.skipped_ids: list[int] = []
 
-    def add(self, unit_acts: Tensor, image_ids: Tensor) -> None:
-        """``unit_acts: [batch, units]``, ``image_ids: [batch]``."""
-        self.top.update(unit_acts, image_ids)
-        self.bottom.update(unit_acts, image_ids)
-        self.sketch.update(unit_acts, image_ids)
+    def add(self, unit_acts: Tensor, image_ids: Tensor, source_ids: Tensor | None = None) -> None:
+        """``unit_acts: [batch, units]``, ``image_ids, source_ids: [batch]`` (no source ids:
+        every image is its own source)."""
+        self.top.update(unit_acts, image_ids, source_ids)
+        self.bottom.update(unit_acts, image_ids, source_ids)
+        self.sketch.update(unit_acts, image_ids, source_ids)
         self.stats.update(unit_acts)
 
     def merge(self, other: ExemplarState) -> ExemplarState:
@@ -343,9 +423,11 @@ class ExemplarState:
         stats = self.stats
         tensors = {
             "top_values": self.top.values, "top_ids": self.top.ids,
+            "top_sources": self.top.sources,
             "bottom_values": self.bottom.values, "bottom_ids": self.bottom.ids,
+            "bottom_sources": self.bottom.sources,
             "sketch_values": self.sketch.values, "sketch_ids": self.sketch.ids,
-            "sketch_priorities": self.sketch.priorities,
+            "sketch_sources": self.sketch.sources, "sketch_priorities": self.sketch.priorities,
             "count": torch.tensor(stats.count), "total": stats.total, "total_sq": stats.total_sq,
             "positive": stats.positive, "minimum": stats.minimum, "maximum": stats.maximum,
             "skipped_ids": torch.tensor(self.skipped_ids, dtype=torch.int64),
@@ -359,9 +441,15 @@ class ExemplarState:
         state = cls(int(tensors["top_values"].shape[0]), config, device)
         t = {name: tensor.to(device) for name, tensor in tensors.items()}
         state.top.values, state.top.ids = t["top_values"], t["top_ids"]
+        state.top.sources = t["top_sources"]
         state.bottom.values, state.bottom.ids = t["bottom_values"], t["bottom_ids"]
+        state.bottom.sources = t["bottom_sources"]
         sketch = state.sketch
-        sketch.values, sketch.ids = t["sketch_values"], t["sketch_ids"]
+        sketch.values, sketch.ids, sketch.sources = (
+            t["sketch_values"],
+            t["sketch_ids"],
+            t["sketch_sources"],
+        )
         sketch.priorities = t["sketch_priorities"]
         stats = state.stats
         stats.count = int(t["count"])
@@ -395,25 +483,52 @@ class ExemplarState:
         n = int(ids.shape[0])
         if n == 0:
             return {}
-        sorted_values, sorted_ids = _sort_by_value_then_id(
-            values, ids.expand(values.shape[0], -1), descending=False
-        )
-        sorted_values, sorted_ids = sorted_values.cpu(), sorted_ids.cpu()
+        units = values.shape[0]
+        order = _value_then_id_order(values, ids.expand(units, -1), descending=False)
+        sorted_values = values.gather(1, order).cpu()
+        sorted_ids = ids.expand(units, -1).gather(1, order).cpu()
+        sorted_sources = self.sketch.sources.expand(units, -1).gather(1, order).cpu()
         generator = torch.Generator().manual_seed(self.config.seed)
         bands = {}
         for band in self.config.bands:
             first, last = _band_ranks(band, n)
             span = last - first + 1
-            pick = torch.randperm(span, generator=generator)[: self.config.band_size]
-            positions = first + torch.sort(pick).values
+            permutation = torch.randperm(span, generator=generator)
+            if self.config.distinct_sources:
+                band_values, band_ids = self._distinct_band(
+                    sorted_values, sorted_ids, sorted_sources, first + permutation
+                )
+            else:
+                positions = first + torch.sort(permutation[: self.config.band_size]).values
+                band_values, band_ids = sorted_values[:, positions], sorted_ids[:, positions]
             bands[band.name] = BandExemplars(
                 band=band,
                 lower_threshold=sorted_values[:, first],
                 upper_threshold=sorted_values[:, last],
-                values=sorted_values[:, positions],
-                image_ids=sorted_ids[:, positions],
+                values=band_values,
+                image_ids=band_ids,
             )
         return bands
+
+    def _distinct_band(
+        self, values: Tensor, ids: Tensor, sources: Tensor, drawn: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The band's images drawn in the order ``drawn`` (ranks), skipping a source already
+        drawn, up to band_size per unit, in ascending rank; rows end in padding (id -1)."""
+        units = values.shape[0]
+        candidates = drawn.expand(units, -1)  # [units, span] ranks in drawing order
+        keep = _first_per_source(sources.gather(1, candidates))
+        keep &= keep.cumsum(dim=1) <= self.config.band_size
+        (ranks,) = _kept_first(keep, candidates)
+        count = keep.sum(dim=1, keepdim=True)
+        width = min(self.config.band_size, int(count.max()))
+        ranks = ranks[:, :width]
+        padding = torch.arange(width)[None, :] >= count
+        ranks = torch.where(padding, torch.iinfo(torch.int64).max, ranks).sort(dim=1).values
+        safe = ranks.clamp_max(values.shape[1] - 1)
+        band_values = values.gather(1, safe).masked_fill(padding, math.nan)
+        band_ids = ids.gather(1, safe).masked_fill(padding, -1)
+        return band_values, band_ids
 
 
 def _band_ranks(band: QuantileBand, n: int) -> tuple[int, int]:
@@ -470,8 +585,9 @@ def exemplar_states(
             state.skipped_ids.extend(batch.skipped_ids)
         if len(batch):
             image_ids = batch.image_ids.to(device)
+            sources = None if batch.source_ids is None else batch.source_ids.to(device)
             for name, unit_acts in _unit_activations(truncated, projectors, batch.pixels, device):
-                states[name].add(unit_acts, image_ids)
+                states[name].add(unit_acts, image_ids, sources)
         done += len(batch) + len(batch.skipped_ids)
         if progress is not None:
             fraction = min(done / total_images, 1.0) if total_images else 0.0

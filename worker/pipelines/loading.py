@@ -27,6 +27,7 @@ class ImageRef:
     image_id: int
     path: str | None = None
     data: bytes | None = None
+    source_id: int | None = None  # the source photo's id (None: the image is its own)
 
     def read(self) -> bytes:
         if self.data is not None:
@@ -42,17 +43,23 @@ class ImageRef:
 
 @dataclass
 class ImageBatch:
-    """``pixels: [batch, 3, crop, crop]`` preprocessed; ``image_ids: [batch]`` int64."""
+    """``pixels: [batch, 3, crop, crop]`` preprocessed; ``image_ids: [batch]`` int64;
+    ``source_ids: [batch]`` int64, the source photo of each image (its own id when it has
+    none), or None when no image of the set names a source."""
 
     image_ids: Tensor
     pixels: Tensor
     skipped_ids: list[int] = field(default_factory=list)
+    source_ids: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.image_ids.shape[0])
 
 
-class _DecodingDataset(Dataset[tuple[int, Tensor | None]]):
+_Item = tuple[int, int | None, Tensor | None]  # (image id, source id, pixels or None)
+
+
+class _DecodingDataset(Dataset[_Item]):
     def __init__(self, refs: Sequence[ImageRef], preprocess: Preprocess) -> None:
         self.refs = refs
         self.preprocess = preprocess
@@ -60,22 +67,29 @@ class _DecodingDataset(Dataset[tuple[int, Tensor | None]]):
     def __len__(self) -> int:
         return len(self.refs)
 
-    def __getitem__(self, index: int) -> tuple[int, Tensor | None]:
+    def __getitem__(self, index: int) -> _Item:
         ref = self.refs[index]
         try:
             decoded = decode_image(ref.read())
         except BadImage:
-            return ref.image_id, None
-        return ref.image_id, preprocess_image(decoded.image, self.preprocess)
+            return ref.image_id, ref.source_id, None
+        return ref.image_id, ref.source_id, preprocess_image(decoded.image, self.preprocess)
 
 
-def _collate(items: list[tuple[int, Tensor | None]]) -> ImageBatch:
-    good = [(image_id, pixels) for image_id, pixels in items if pixels is not None]
-    skipped = [image_id for image_id, pixels in items if pixels is None]
+def _collate(items: list[_Item]) -> ImageBatch:
+    good = [item for item in items if item[2] is not None]
+    skipped = [image_id for image_id, _, pixels in items if pixels is None]
+    with_sources = any(source is not None for _, source, _ in items)
     if not good:
-        return ImageBatch(torch.empty(0, dtype=torch.int64), torch.empty(0), skipped)
-    ids = torch.tensor([image_id for image_id, _ in good], dtype=torch.int64)
-    return ImageBatch(ids, torch.stack([pixels for _, pixels in good]), skipped)
+        empty = torch.empty(0, dtype=torch.int64)
+        return ImageBatch(empty, torch.empty(0), skipped, empty if with_sources else None)
+    ids = torch.tensor([image_id for image_id, _, _ in good], dtype=torch.int64)
+    sources = None
+    if with_sources:
+        own = [image_id if source is None else source for image_id, source, _ in good]
+        sources = torch.tensor(own, dtype=torch.int64)
+    pixels = torch.stack([pixels for _, _, pixels in good])  # type: ignore[misc]
+    return ImageBatch(ids, pixels, skipped, sources)
 
 
 def image_batches(
