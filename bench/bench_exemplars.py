@@ -366,7 +366,7 @@ def main() -> None:
         args.decode_images = 100
     torch.set_num_threads(args.threads)
     network = load_network("builtin:efficientnet_lite0")
-    demo = [ImageRef(i, data=data) for i, (_, _, data) in enumerate(demo_images())]
+    demo = [ImageRef(i, data=image.data) for i, image in enumerate(demo_images())]
     cache = Path(tempfile.gettempdir()) / "psylens-bench-generated"
     sizes = [int(size) for size in args.memory_sizes.split(",")]
 

@@ -10,7 +10,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -93,7 +99,7 @@ class ImageSetForm(forms.ModelForm):  # type: ignore[type-arg]
 
     class Meta:
         model = ImageSet
-        fields = ["name", "description", "origin", "source"]
+        fields = ["name", "description", "origin", "source", "source_rule"]
         help_texts = {"source": "for a server folder: its absolute path on the worker machines"}
 
     def clean(self) -> dict[str, Any]:
@@ -109,16 +115,35 @@ class ImageSetForm(forms.ModelForm):  # type: ignore[type-arg]
 @admin.register(ImageSet)
 class ImageSetAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     form = ImageSetForm
-    list_display = ["name", "origin", "image_count", "created_at"]
+    list_display = ["name", "origin", "image_count", "source_count", "created_at"]
     readonly_fields = ["report", "preview"]
+    actions = ["download_archive"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        fixed = ["origin", "source"] if obj is not None else []
+        fixed = ["origin", "source", "source_rule"] if obj is not None else []
         return [*fixed, *self.readonly_fields]
 
     @admin.display(description="images")
     def image_count(self, image_set: ImageSet) -> int:
         return image_set.members.count()
+
+    @admin.display(description="source photos")
+    def source_count(self, image_set: ImageSet) -> str:
+        named = image_set.members.exclude(source="")
+        if not named.exists():
+            return "each its own"
+        return str(named.values("source").distinct().count())
+
+    @admin.action(description="Download as a ZIP (ImageFolder layout with images.csv)")
+    def download_archive(
+        self, request: HttpRequest, queryset: QuerySet[ImageSet]
+    ) -> FileResponse | None:
+        if queryset.count() != 1:
+            messages.error(request, "Choose one image set to download.")
+            return None
+        image_set = queryset.get()
+        archive = services.image_set_archive(image_set)
+        return FileResponse(archive, as_attachment=True, filename=f"{image_set.name}.zip")
 
     @admin.display(description="import report")
     def report(self, image_set: ImageSet) -> SafeString:
@@ -133,7 +158,7 @@ class ImageSetAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description="first images")
     def preview(self, image_set: ImageSet) -> SafeString:
         members = image_set.members.select_related("image")[:24]
-        return image_grid((m.image, m.label) for m in members)
+        return image_grid((m.image, m.source or m.label) for m in members)
 
     def save_model(self, request: HttpRequest, obj: ImageSet, form: Any, change: bool) -> None:
         if change:

@@ -96,6 +96,15 @@ class ImageSet(models.Model):
     description = models.TextField(blank=True)
     origin = models.CharField(max_length=16, choices=Origin.choices)
     source = models.CharField(max_length=500, blank=True, help_text="folder path or ZIP name")
+    source_rule = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text=(
+            "optional: a regular expression whose first group, searched in each file's path, "
+            "names the photo the image was derived from, e.g. ^(.+?)_crop for "
+            "cat/a_crop3.jpg → cat/a (an images.csv with a source column takes precedence)"
+        ),
+    )
     images: models.ManyToManyField[Image, ImageSetMember] = models.ManyToManyField(
         Image, through="ImageSetMember", related_name="image_sets"
     )
@@ -108,15 +117,33 @@ class ImageSet(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        import re
+
+        if self.source_rule:
+            try:
+                re.compile(self.source_rule)
+            except re.error as err:
+                raise ValidationError(
+                    {"source_rule": f"Not a regular expression: {err}."}
+                ) from None
+
+    @property
+    def has_sources(self) -> bool:
+        """Whether some image names the photo it was derived from (distinct sources apply)."""
+        return self.members.exclude(source="").exists()
+
 
 class ImageSetMember(models.Model):
-    """An image's place in a set: its position (the index pipelines see) and class label."""
+    """An image's place in a set: its position (the index pipelines see), class label and the
+    source photo it was derived from (crops and flips of one photo share it; blank: its own)."""
 
     image_set = models.ForeignKey(ImageSet, on_delete=models.CASCADE, related_name="members")
     image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="memberships")
     position = models.PositiveIntegerField()
     label = models.CharField(max_length=200, blank=True)
     original_name = models.CharField(max_length=500, blank=True)
+    source = models.CharField(max_length=500, blank=True, help_text="the photo it came from")
 
     class Meta:
         ordering = ["image_set", "position"]
@@ -220,6 +247,9 @@ class ExemplarSet(models.Model):
     unit = models.ForeignKey(Unit, on_delete=models.CASCADE, related_name="exemplar_sets")
     image_set = models.ForeignKey(ImageSet, on_delete=models.CASCADE, related_name="+")
     k = models.PositiveIntegerField()
+    distinct_sources = models.BooleanField(
+        default=False, help_text="at most one image per source photo in each list and band"
+    )
     top = models.JSONField(default=list)
     bottom = models.JSONField(default=list)
     bands = models.JSONField(default=dict)

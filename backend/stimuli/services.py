@@ -146,6 +146,7 @@ def do_import_images(
                 "position": position,
                 "label": candidate.label or "",
                 "original_name": candidate.name,
+                "source": candidate.source or "",
             },
         )
         if created:
@@ -169,15 +170,63 @@ def report_as_dict(report: imagesets.ImportReport) -> dict[str, Any]:
     }
 
 
+# Source photos get ids above every image id, so "its own source" (the image's id) never collides.
+SOURCE_ID_BASE = 1 << 40
+
+
 def image_set_paths(
     image_set: ImageSet, positions: tuple[int, int] | None = None
-) -> list[tuple[int, str]]:
-    """(image id, local file path) in position order, all or those in ``[start, stop)``: what
-    the pipelines read."""
+) -> list[tuple[int, str, int | None]]:
+    """(image id, local file path, source id) in position order, all or those in
+    ``[start, stop)``: what the pipelines read. Source ids number the set's distinct source
+    photos (the same in every shard); None: the image is its own."""
     members = image_set.members.select_related("image").order_by("position")
     if positions is not None:
         members = members.filter(position__gte=positions[0], position__lt=positions[1])
-    return [(m.image_id, default_storage.path(str(m.image.file.name))) for m in members]
+    numbers = source_numbers(image_set)
+    return [
+        (m.image_id, default_storage.path(str(m.image.file.name)),
+         numbers[m.source] if m.source else None)
+        for m in members
+    ]  # fmt: skip
+
+
+def source_numbers(image_set: ImageSet) -> dict[str, int]:
+    names = image_set.members.exclude(source="").values_list("source", flat=True).distinct()
+    return {name: SOURCE_ID_BASE + i for i, name in enumerate(sorted(names))}
+
+
+def image_set_archive(image_set: ImageSet) -> Any:
+    """The set as a ZIP in ImageFolder layout (each image under its original path, else
+    `<label>/<hash>`) with an images.csv of name, label and source: what the import reads back
+    (a temporary file, positioned at its start)."""
+    import csv
+    import tempfile
+    import zipfile
+
+    handle = tempfile.TemporaryFile()  # noqa: SIM115 - returned open; the response closes it
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["name", "label", "source"])
+    with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
+        members = image_set.members.select_related("image").order_by("position")
+        for member in members:
+            name = member.original_name or _default_name(member)
+            with default_storage.open(str(member.image.file.name), "rb") as image:
+                archive.writestr(name, image.read())
+            writer.writerow([name, member.label, member.source])
+        archive.writestr(imagesets.IMAGES_CSV, table.getvalue())
+    handle.seek(0)
+    return handle
+
+
+def _default_name(member: ImageSetMember) -> str:
+    extension = Path(str(member.image.file.name)).suffix
+    return (
+        f"{member.label}/{member.image.sha256}{extension}"
+        if member.label
+        else (f"{member.image.sha256}{extension}")
+    )
 
 
 # --- Jobs ----------------------------------------------------------------------------------
@@ -314,7 +363,9 @@ def do_save_fitted_unit_set(unit_set: UnitSet, projector: Any, fitted: Any) -> U
     return unit_set
 
 
-def do_save_exemplars(unit_set: UnitSet, image_set: ImageSet, result: Any) -> None:
+def do_save_exemplars(
+    unit_set: UnitSet, image_set: ImageSet, result: Any, distinct_sources: bool = False
+) -> None:
     """Store one ExemplarSet per unit (replacing an earlier one for the same image set)."""
     units_by_index = {unit.index: unit for unit in unit_set.units.all()}
     rows, stats = [], []
@@ -322,15 +373,19 @@ def do_save_exemplars(unit_set: UnitSet, image_set: ImageSet, result: Any) -> No
         record = result.unit_record(index)
         unit.stats = record["stats"]
         stats.append(unit)
-        rows.append(exemplar_row(unit, image_set, result, index, record))
+        row = exemplar_row(unit, image_set, result, index, record)
+        row.distinct_sources = distinct_sources
+        rows.append(row)
     with transaction.atomic():
         Unit.objects.bulk_update(stats, ["stats"])
         ExemplarSet.objects.bulk_create(
             rows,
             update_conflicts=True,
             unique_fields=["unit", "image_set"],
-            update_fields=["k", "top", "bottom", "bands", "imi_batches", "computed_at"],
-        )
+            update_fields=[
+                "k", "distinct_sources", "top", "bottom", "bands", "imi_batches", "computed_at"
+            ],
+        )  # fmt: skip
 
 
 def exemplar_row(

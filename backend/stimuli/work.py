@@ -38,11 +38,17 @@ def import_report(job: Job, shards: list[Shard], progress: ProgressReporter) -> 
 
 
 def _candidates(image_set: ImageSet, report: imagesets.ImportReport) -> Any:
+    """What the import reads, each candidate with its source photo (images.csv, the set's
+    source rule, or the demo's photo)."""
     if image_set.origin == ImageSet.Origin.DEMO:
-        return (
-            imagesets.ImageCandidate(name=name, label=label, data=data)
-            for name, label, data in imagesets.demo_images()
-        )
+        return imagesets.demo_images()
+    candidates = _scanned(image_set, report)
+    if image_set.source_rule:
+        return imagesets.with_source_rule(candidates, image_set.source_rule)
+    return candidates
+
+
+def _scanned(image_set: ImageSet, report: imagesets.ImportReport) -> Any:
     path = Path(image_set.source)
     if image_set.origin == ImageSet.Origin.ZIP:
         from django.core.files.storage import default_storage
@@ -120,7 +126,7 @@ def image_refs(image_set: ImageSet, covers: dict[str, Any] | None = None) -> lis
 
     positions = tuple(covers["positions"]) if covers and "positions" in covers else None
     paths = services.image_set_paths(image_set, positions)
-    return [ImageRef(image_id=i, path=p) for i, p in paths]
+    return [ImageRef(image_id=i, path=p, source_id=source) for i, p, source in paths]
 
 
 def batch_size_for(job: Job) -> int:
@@ -240,10 +246,13 @@ def compute_exemplars(job: Job, shards: list[Shard], progress: ProgressReporter)
 
     def save() -> None:
         for unit_set in unit_sets:
-            services.do_save_exemplars(unit_set, image_set, results[str(unit_set.pk)])
+            services.do_save_exemplars(
+                unit_set, image_set, results[str(unit_set.pk)], config.distinct_sources
+            )
 
     n_images = sum(int(shard.result.get("images", 0)) for shard in shards)
-    result = {"unit_sets": [u.pk for u in unit_sets], "images": n_images, "k": config.k}
+    result = {"unit_sets": [u.pk for u in unit_sets], "images": n_images, "k": config.k,
+              "distinct_sources": config.distinct_sources}  # fmt: skip
     return ShardOutput(result, save=save)
 
 
@@ -262,7 +271,11 @@ def exemplar_config(job: Job, image_set: ImageSet) -> Any:
     n_images = image_set.members.count()
     if not n_images:
         raise JobFailed(f"image set {image_set} has no images")
-    return exemplars.ExemplarConfig(k=min(int(job.params.get("k", 200)), n_images))
+    distinct = job.params.get("distinct_sources")
+    return exemplars.ExemplarConfig(
+        k=min(int(job.params.get("k", 200)), n_images),
+        distinct_sources=image_set.has_sources if distinct is None else bool(distinct),
+    )
 
 
 # --- Feature visualizations and occlusion maps ----------------------------------------------

@@ -22,6 +22,10 @@ MISSING_TEXT = {
     "bands": "no quantile bands for the query rule (recompute the exemplars)",
     "occlusion_maps": "no occlusion maps",
     "blurred": "too few blurred natural references (compute occlusion maps on the top images)",
+    "too_few_sources": (
+        "too few distinct source photos among their exemplars for the references beside the "
+        "queries' photos"
+    ),
 }
 
 
@@ -219,7 +223,31 @@ def _refuse_missing(
 ) -> None:
     missing = content.missing_stimuli(study.paradigm, conditions, stimuli)
     if missing:
-        raise BuildRefused(missing_message(study, missing, units), missing)
+        message = missing_message(study, missing, units)
+        if "too_few_sources" in missing:
+            message += " " + sources_message(study, conditions, stimuli, missing["too_few_sources"])
+        raise BuildRefused(message, missing)
+
+
+def sources_message(
+    study: Study,
+    conditions: list[Condition],
+    stimuli: dict[int, content.UnitStimuli],
+    unit_ids: list[int],
+) -> str:
+    """How many distinct source photos the design needs and how many the short units have."""
+    natural = [c for c in conditions if content.sources_needed(study.paradigm, c)]
+    needed = max(content.sources_needed(study.paradigm, c) for c in natural)
+    names = {u.pk: str(u) for u in Unit.objects.filter(pk__in=unit_ids).select_related("unit_set")}
+    have = "; ".join(
+        f"{names[unit]} has {min(content.available_sources(stimuli[unit], c) for c in natural)}"
+        for unit in unit_ids[:5]
+    )
+    return (
+        f"A unit needs {needed} distinct source photos in its top (and bottom) exemplars so "
+        f"that no reference shows a query's photo: {have}. Import an image set with more "
+        "distinct photos, or compute the exemplars with distinct sources (one image per photo)."
+    )
 
 
 def missing_message(study: Study, missing: dict[str, list[int]], units: list[Unit]) -> str:

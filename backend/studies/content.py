@@ -16,6 +16,11 @@ Conventions (from the published studies):
   each natural reference.
 - catch trial: the correct query is replaced by one of the maximally activating references
   shown (a condition without references then shows 9 natural ones).
+- distinct source photos: no natural (or blurred) reference shows the photo a query was derived
+  from (crops and flips of one photo share a source, `ImageSetMember.source`; an occluded copy
+  or a blurred version has its base image's), so no trial is answered by spotting a copy. The
+  references are the usual ones without such images, topped up from the rest of the list in
+  rank order; a unit with too few distinct photos is refused (`too_few_sources`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend.stimuli.models import ExemplarSet, OcclusionMap, Visualization
+from backend.stimuli.models import ExemplarSet, ImageSetMember, OcclusionMap, Visualization
 from backend.studies.models import Condition, Paradigm
 
 MIXED_NATURAL, MIXED_SYNTHETIC = 5, 4
@@ -40,6 +45,14 @@ class UnitStimuli:
     exemplar_set: ExemplarSet | None = None
     visualizations: list[tuple[str, bool, int, int]] = field(default_factory=list)
     occlusion_maps: list[OcclusionMap] = field(default_factory=list)
+    sources: dict[int, str] = field(default_factory=dict)  # image id -> its source photo
+
+    def source_of(self, image: int) -> str:
+        """The photo an image shows: its source, or the image itself."""
+        return self.sources.get(image, f"image:{image}")
+
+    def distinct_sources(self, entries: list[dict[str, Any]]) -> int:
+        return len({self.source_of(entry["image"]) for entry in entries})
 
     def synthetic(self, preset: str, maximal: bool) -> list[int]:
         """(index-ordered) image ids of the unit's visualizations of one preset and sign."""
@@ -80,7 +93,34 @@ def load_stimuli(unit_ids: Iterable[int], image_set_id: int | None) -> dict[int,
         stimuli[viz.unit_id].visualizations.append((viz.preset, maximal, viz.index, viz.image_id))
     for occlusion_map in OcclusionMap.objects.filter(unit_id__in=ids).order_by("pk"):
         stimuli[occlusion_map.unit_id].occlusion_maps.append(occlusion_map)
+    _load_sources(stimuli)
     return stimuli
+
+
+def _load_sources(stimuli: dict[int, UnitStimuli]) -> None:
+    """Each unit's image → source photo, from its exemplar set's image set; derived images
+    (occluded copies, blurred versions) have their base image's source."""
+    by_set: dict[int, dict[int, str]] = {}
+    for unit_stimuli in stimuli.values():
+        exemplar_set = unit_stimuli.exemplar_set
+        if exemplar_set is None:
+            continue
+        if exemplar_set.image_set_id not in by_set:
+            members = ImageSetMember.objects.filter(image_set_id=exemplar_set.image_set_id)
+            by_set[exemplar_set.image_set_id] = dict(
+                members.exclude(source="").values_list("image_id", "source")
+            )
+        sources = by_set[exemplar_set.image_set_id]
+        unit_stimuli.sources = sources
+        derived = {}
+        for occlusion_map in unit_stimuli.occlusion_maps:
+            base = sources.get(occlusion_map.base_image_id, f"image:{occlusion_map.base_image_id}")
+            for image in (occlusion_map.occluded_at_max_id, occlusion_map.occluded_at_min_id,
+                          occlusion_map.blurred_id):  # fmt: skip
+                if image:
+                    derived[image] = base
+        if derived:
+            unit_stimuli.sources = {**sources, **derived}
 
 
 # --- what is missing -----------------------------------------------------------------------
@@ -133,7 +173,35 @@ def _condition_needs(
         top = {e["image"] for e in exemplar_set.top}
         if len(top & set(stimuli.blurred())) < condition.n_references + 2:
             needs.add("blurred")
+    if sources_needed(paradigm, condition) > available_sources(stimuli, condition):
+        needs.add("too_few_sources")
     return needs
+
+
+def sources_needed(paradigm: str, condition: Condition) -> int:
+    """Distinct source photos a unit's exemplar list needs for this condition's natural
+    references beside the queries' photos (two queries; one base image when occluding)."""
+    natural = _n_natural(condition)
+    if not natural:
+        return 0
+    return natural + (1 if paradigm == Paradigm.OCCLUSION_CHOICE else 2)
+
+
+def available_sources(stimuli: UnitStimuli, condition: Condition) -> int:
+    """Distinct source photos in the lists the condition's natural references come from."""
+    assert stimuli.exemplar_set is not None
+    count = stimuli.distinct_sources(stimuli.exemplar_set.top)
+    if condition.sides == Condition.Sides.MIN_MAX:
+        count = min(count, stimuli.distinct_sources(stimuli.exemplar_set.bottom))
+    return count
+
+
+def _n_natural(condition: Condition) -> int:
+    if condition.explanation in (Condition.Explanation.NATURAL, Condition.Explanation.BLURRED):
+        return condition.n_references
+    if condition.explanation == Condition.Explanation.MIXED:
+        return MIXED_NATURAL
+    return 0
 
 
 def _n_synthetic(condition: Condition) -> int:
@@ -238,8 +306,7 @@ def _blurred(stimuli: UnitStimuli, natural: list[int], n: int, shown: tuple[int,
     """Blurred copies of the natural references, topped up from the rest of the top-k."""
     assert stimuli.exemplar_set is not None
     blurred = stimuli.blurred()
-    top = [e["image"] for e in stimuli.exemplar_set.top]
-    candidates = natural + [i for i in top if i not in natural and i not in shown]
+    candidates = _apart(stimuli, natural, stimuli.exemplar_set.top, shown)
     return [blurred[i] for i in candidates if i in blurred][:n]
 
 
@@ -251,13 +318,27 @@ def _in_order(
     return queries, correct_query, {"correct_on_top": correct_query == 0}
 
 
+def _apart(
+    stimuli: UnitStimuli,
+    candidates: list[int],
+    ranked: list[dict[str, Any]],
+    shown: tuple[int, ...],
+) -> list[int]:
+    """The candidates, then the rest of the ranked list as top-ups, without the images shown as
+    queries and without any image of their source photos."""
+    banned = {stimuli.source_of(image) for image in shown}
+    ordered = dict.fromkeys(candidates + [entry["image"] for entry in ranked])
+    return [i for i in ordered if i not in shown and stimuli.source_of(i) not in banned]
+
+
 def _reference_content(
     condition: Condition, stimuli: UnitStimuli, response_number: int, rng: random.Random
 ) -> TrialContent:
-    assert stimuli.exemplar_set is not None
-    high, low, top, bottom, source = _natural_queries(
-        condition, stimuli.exemplar_set, response_number
-    )
+    exemplar_set = stimuli.exemplar_set
+    assert exemplar_set is not None
+    high, low, top, bottom, source = _natural_queries(condition, exemplar_set, response_number)
+    top = _apart(stimuli, top, exemplar_set.top, (high, low))
+    bottom = _apart(stimuli, bottom, exemplar_set.bottom, (high, low))
     references_max = _references(condition, stimuli, top, True, rng, (high, low))
     references_min: list[int] = []
     if condition.sides == Condition.Sides.MIN_MAX:
@@ -275,10 +356,8 @@ def _occlusion_content(
     assert stimuli.exemplar_set is not None
     maps = stimuli.usable_maps()
     _, occlusion_map = _pick(maps, response_number, f"occlusion:{stimuli.exemplar_set.unit_id}")
-    natural = [
-        e["image"] for e in stimuli.exemplar_set.top if e["image"] != occlusion_map.base_image_id
-    ]
     base = occlusion_map.base_image_id
+    natural = _apart(stimuli, [], stimuli.exemplar_set.top, (base,))
     references_max = _references(condition, stimuli, natural, True, rng, (base,))
     queries, correct_query, order = _in_order(
         occlusion_map.occluded_at_max_id, occlusion_map.occluded_at_min_id, rng

@@ -61,7 +61,8 @@ def test_a_sharded_exemplar_pass_stores_exactly_what_one_pass_stores(
     assert ExemplarSet.objects.count() == 24  # replaced, never duplicated
     for unit in stimuli["channels"].units.all():
         assert unit.stats == pytest.approx(stats[unit.index], rel=1e-6, abs=1e-7)
-    assert sharded.result == {"unit_sets": [stimuli["channels"].pk], "images": 30, "k": 12}
+    assert sharded.result == {"unit_sets": [stimuli["channels"].pk], "images": 30, "k": 12,
+                              "distinct_sources": False}  # fmt: skip
     assert all(not s.state_file or not services.default_storage.exists(s.state_file)
                for s in sharded.shards.all())  # fmt: skip
 

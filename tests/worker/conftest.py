@@ -17,5 +17,5 @@ def lite0() -> Network:
 
 @pytest.fixture(scope="session")
 def demo_refs() -> list[ImageRef]:
-    """The built-in demo set as image refs (ids 0..559 in generation order)."""
-    return [ImageRef(i, data=data) for i, (_, _, data) in enumerate(demo_images())]
+    """The built-in demo set as image refs (ids 0, 1, … in generation order)."""
+    return [ImageRef(i, data=image.data) for i, image in enumerate(demo_images())]

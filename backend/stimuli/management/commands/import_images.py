@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -20,14 +21,25 @@ class Command(BaseCommand):
         source = parser.add_mutually_exclusive_group(required=True)
         source.add_argument("--folder", help="folder in ImageFolder layout")
         source.add_argument("--zip", help="ZIP archive in ImageFolder layout")
-        source.add_argument("--demo", action="store_true", help="scikit-image's natural images")
+        source.add_argument("--demo", action="store_true", help="the built-in demo photos")
+        parser.add_argument(
+            "--source-rule",
+            default="",
+            help="regular expression whose first group, searched in each file's path, names the "
+            "photo it was derived from (an images.csv with a source column takes precedence)",
+        )
         cli.add_run_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         if ImageSet.objects.filter(name=options["name"]).exists():
             raise CommandError(f"an image set named {options['name']!r} exists already")
-        image_set = ImageSet(name=options["name"], **self.origin(options))
-        image_set.full_clean()
+        image_set = ImageSet(
+            name=options["name"], source_rule=options["source_rule"], **self.origin(options)
+        )
+        try:
+            image_set.full_clean()
+        except ValidationError as err:
+            raise CommandError(" ".join(err.messages)) from None
         image_set.save()
         job = services.do_queue_job(
             Job.Kind.IMPORT_IMAGES, {"image_set": image_set.pk}, send=not options["now"]
