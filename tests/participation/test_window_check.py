@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from backend.analysis.progress import study_counts
 from backend.participation.models import Session
 from backend.studies.models import TaskList
 from tests.participation.conftest import Api
@@ -59,6 +60,8 @@ def test_a_session_that_never_answered_frees_its_list_at_once_when_it_ends(
     assert TaskList.objects.get().sessions_started == 0
     assert end(api, token).status_code == 200
     assert TaskList.objects.get().sessions_started == 0  # counted once
+    counts = study_counts(fixture.study)
+    assert (counts.ended, counts.active, counts.abandoned) == (1, 0, 0)
 
 
 def test_an_ended_list_goes_to_the_next_participant(api: Api, owner: User) -> None:
