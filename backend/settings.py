@@ -105,7 +105,7 @@ if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "backend.core.admin_site.PsyLensAdminConfig",  # django.contrib.admin, sections in path order
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
