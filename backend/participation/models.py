@@ -117,8 +117,8 @@ class Session(models.Model):
         """When the session stopped holding its task list (abandoned or ended), else None."""
         if self.state == self.State.ABANDONED:
             return self.abandoned_at
-        if self.state == self.State.ENDED:
-            return self.ended_at
+        if self.state == self.State.ENDED:  # an abandoned session that ended: when it lapsed
+            return self.abandoned_at or self.ended_at
         return None
 
 

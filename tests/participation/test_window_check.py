@@ -125,6 +125,8 @@ def test_an_abandoned_session_that_ends_is_not_freed_twice(api: Api, owner: User
     end(api, token)
     assert Session.objects.get(token=token).state == Session.State.ENDED
     assert TaskList.objects.get().sessions_started == 1  # the other participant's
+    again = api.start(fixture.study.slug, prolific())  # its list went to someone else
+    assert again.status_code == 403 and again.json()["error"] == "session_expired"
 
 
 def test_an_unknown_reason_or_token_changes_nothing(api: Api, owner: User) -> None:
