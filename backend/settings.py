@@ -8,6 +8,7 @@ SECRET_KEY or with DEBUG on). The README lists every variable.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -76,6 +77,17 @@ SECRET_KEY = env_str("SECRET_KEY", DEFAULT_SECRET_KEY)
 DEBUG = env_bool("DEBUG", not PRODUCTION)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "" if PRODUCTION else "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+# Sites that may show the participant page in a frame (Content-Security-Policy
+# frame-ancestors): MTurk's ExternalQuestion shows it in an iframe on its worker and sandbox
+# sites. Every other page (the admin above all) refuses to be framed (X-Frame-Options: DENY).
+PARTICIPANT_FRAME_ANCESTORS = env_list(
+    "PARTICIPANT_FRAME_ANCESTORS", "https://www.mturk.com,https://workersandbox.mturk.com"
+)
+for _origin in PARTICIPANT_FRAME_ANCESTORS:
+    if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]+)?", _origin):
+        raise ImproperlyConfigured(
+            f"PARTICIPANT_FRAME_ANCESTORS: {_origin!r} is not an origin (https://host[:port])"
+        )
 PSYLENS_BASE_URL = env_str("PSYLENS_BASE_URL", "http://127.0.0.1:8000")
 
 if PRODUCTION:
@@ -93,7 +105,7 @@ if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "backend.core.admin_site.PsyLensAdminConfig",  # django.contrib.admin, sections in path order
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -97,12 +97,15 @@ def results_version(study: Study) -> str:
     return f"{study.pk}:{latest_response}:{stamp}:{study.target_valid_responses_per_unit}"
 
 
-def study_results(study: Study, version: str) -> Results:
-    """The study's results, computed once per `results_version`."""
-    key = f"psylens:results:{version}"
+def study_results(study: Study, version: str, *, include_excluded: bool = False) -> Results:
+    """The study's results, computed once per `results_version`: main trials of its valid
+    sessions, or of every completed session (`include_excluded`, to look at what the rules
+    left out)."""
+    key = f"psylens:results:{version}:{'all' if include_excluded else 'valid'}"
     cached = cache.get(key)
     if cached is None:
-        cached = compute_results(analysed_rows(study_rows(study, include_practice=False)))
+        rows = study_rows(study, include_practice=False)
+        cached = compute_results(analysed_rows(rows, include_excluded=include_excluded))
         cached = _with_unit_images(study, cached)
         cache.set(key, cached, CACHE_SECONDS)
     return cached  # type: ignore[no-any-return]

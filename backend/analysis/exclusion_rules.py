@@ -30,6 +30,8 @@ class SessionSummary:
     practice_attempts: int  # rounds of practice needed to pass (1 = passed at once)
     manually_excluded: bool = False
     manual_reason: str = ""
+    # Seconds the main trials waited for their images in all (None: the page recorded none).
+    image_wait_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,9 @@ class ExclusionRules:
     min_total_seconds: float | None = 135.0
     max_total_seconds: float | None = 2500.0
     max_practice_attempts: int | None = 3
+    # Not an IMI criterion, off by default: a session whose trials waited longer than this for
+    # their images in all (a bad connection; the page shows no trial before its images).
+    max_image_wait_seconds: float | None = None
 
 
 IMI_RULES = ExclusionRules()
@@ -154,6 +159,19 @@ def check_practice_attempts(
     )
 
 
+def check_image_wait(session: SessionSummary, rules: ExclusionRules) -> ExclusionReason | None:
+    maximum = rules.max_image_wait_seconds
+    if maximum is None:
+        return None
+    if session.image_wait_seconds is None:
+        return ExclusionReason("image_wait_missing", "image loading times were not recorded")
+    waited = session.image_wait_seconds
+    if waited > maximum:
+        message = f"trials waited {waited:.0f} s for their images, over {maximum:g} s"
+        return ExclusionReason("image_wait_long", message)
+    return None
+
+
 def check_manual_exclusion(
     session: SessionSummary, rules: ExclusionRules
 ) -> ExclusionReason | None:
@@ -168,6 +186,7 @@ RULES: tuple[Rule, ...] = (
     check_instruction_time,
     check_total_time,
     check_practice_attempts,
+    check_image_wait,
     check_manual_exclusion,
 )
 

@@ -104,6 +104,8 @@ class ImportedResponse(models.Model):
     excluded = models.BooleanField(default=False)
     exclusion_reasons = models.JSONField(default=list, blank=True)
     source = models.CharField(max_length=200)
+    image_load_ms = models.FloatField(null=True, blank=True)
+    image_retries = models.IntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["dataset", "position"]

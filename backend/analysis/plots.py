@@ -24,8 +24,22 @@ FIGURE_SIZE = (5.0, 2.8)  # inches
 FIGURE_ATTRIBUTES = {"width": round(FIGURE_SIZE[0] * 100), "height": round(FIGURE_SIZE[1] * 100)}
 
 
+NO_DATA = "No valid sessions yet"
+
+
+def no_data_figure(title: str, message: str = NO_DATA) -> Figure:
+    """A figure with nothing to draw says so, without axes whose ticks would mean nothing."""
+    figure, axes = plt.subplots(figsize=FIGURE_SIZE)
+    axes.set_axis_off()
+    axes.set_title(title, fontsize=10)
+    axes.text(0.5, 0.5, message, ha="center", va="center", fontsize=11, color="#555")
+    return figure
+
+
 def accuracy_figure(cells: list[Cell], chance: float, title: str) -> Figure:
     """Bars of accuracy with their 95 % CI (bootstrap over units) and the chance line."""
+    if not cells:
+        return no_data_figure(title)
     figure, axes = plt.subplots(figsize=FIGURE_SIZE)
     labels = [cell.label for cell in cells]
     accuracy = [cell.accuracy for cell in cells]
@@ -44,6 +58,8 @@ def accuracy_figure(cells: list[Cell], chance: float, title: str) -> Figure:
 
 
 def rt_figure(results: Results) -> Figure:
+    if not results.rt_ms:
+        return no_data_figure("Reaction times")
     figure, axes = plt.subplots(figsize=FIGURE_SIZE)
     for condition, values in sorted(results.rt_ms.items()):
         axes.hist([value / 1000 for value in values], bins=30, alpha=0.5, label=condition)
@@ -57,6 +73,8 @@ def rt_figure(results: Results) -> Figure:
 
 
 def confidence_figure(results: Results) -> Figure:
+    if not results.confidence:
+        return no_data_figure("Confidence")
     figure, axes = plt.subplots(figsize=FIGURE_SIZE)
     conditions = sorted(results.confidence)
     width = 0.8 / max(len(conditions), 1)

@@ -33,6 +33,7 @@ class StudyCounts:
     started: int
     active: int
     abandoned: int
+    ended: int  # ended early: the participant's window could not be made large enough
     completed: int
     excluded: int
     valid: int
@@ -65,6 +66,7 @@ def study_counts(study: Study) -> StudyCounts:
         started=sum(by_state.values()),
         active=by_state.get(Session.State.ACTIVE, 0),
         abandoned=by_state.get(Session.State.ABANDONED, 0),
+        ended=by_state.get(Session.State.ENDED, 0),
         completed=by_state.get(Session.State.COMPLETED, 0),
         excluded=decided["excluded"],
         valid=decided["valid"],

@@ -33,6 +33,7 @@ RESPONSE_FIELDS = (
     "trial__condition__name", "trial__unit__index", "trial__unit__unit_set__name",
     "trial__unit__unit_set__kind", "trial__unit__unit_set__layer__name",
     "trial__unit__unit_set__layer__network__source", "trial__block",
+    "raw__load_ms", "raw__image_retries",
 )  # fmt: skip
 PRACTICE_FIELDS = (
     "session_id", "practice_index", "choice", "confidence", "rt_ms", "correct",
@@ -42,6 +43,7 @@ PRACTICE_FIELDS = (
     "practice_trial__unit__index", "practice_trial__unit__unit_set__name",
     "practice_trial__unit__unit_set__kind", "practice_trial__unit__unit_set__layer__name",
     "practice_trial__unit__unit_set__layer__network__source",
+    "raw__load_ms", "raw__image_retries",
 )  # fmt: skip
 
 
@@ -119,6 +121,7 @@ def _row(
      queries, references_min, references_max, condition, unit_index, unit_set, basis, layer,
      network) = record[:19]  # fmt: skip
     block = None if practice else record[19]
+    load_ms, retries = record[-2:]  # from the raw data the page sent (absent: older pages)
     return ResponseRow(
         study=slug,
         condition=condition or "",
@@ -147,7 +150,21 @@ def _row(
         excluded=facts.excluded,
         exclusion_reasons=facts.exclusion_reasons,
         source=PSYLENS_SOURCE,
+        image_load_ms=_number(load_ms),
+        image_retries=_whole(retries),
     )
+
+
+def _number(value: Any) -> float | None:
+    """A number the page recorded in its raw data; None for anything else (older pages)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _whole(value: Any) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None and number.is_integer() else None
 
 
 class ImageNames:

@@ -100,7 +100,18 @@ def session_summary(
         practice_attempts=attempts["last"] or 0,
         manually_excluded=bool(manual_reason),
         manual_reason=manual_reason,
+        image_wait_seconds=_image_wait_seconds(responses),
     )
+
+
+def _image_wait_seconds(responses: Any) -> float | None:
+    """How long the session's trials waited for their images (raw `load_ms`), in all."""
+    waits = [
+        float(value)
+        for value in responses.values_list("raw__load_ms", flat=True)
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    ]
+    return sum(waits) / 1000 if waits else None
 
 
 def _answer_row_uses(responses: Any, answer_rows: int) -> tuple[int, ...]:

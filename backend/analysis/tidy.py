@@ -48,20 +48,25 @@ class ResponseRow:
     excluded: bool
     exclusion_reasons: tuple[str, ...]  # exclusion codes, see exclusion_rules
     source: str  # "psylens" or "imported:<name>"
+    # How the trial's images loaded (the page shows a trial only once all are decoded): the
+    # wait before it appeared, and the failed loads fetched again; None where not recorded.
+    image_load_ms: float | None = None
+    image_retries: int | None = None
 
 
 COLUMNS: tuple[str, ...] = tuple(field.name for field in fields(ResponseRow))
 LIST_COLUMNS: frozenset[str] = frozenset({"query_images", "reference_images", "exclusion_reasons"})
 BOOL_COLUMNS: frozenset[str] = frozenset({"is_catch", "is_practice", "correct", "excluded"})
 INT_COLUMNS: frozenset[str] = frozenset(
-    {"unit_index", "trial_index", "block", "choice", "confidence"}
+    {"unit_index", "trial_index", "block", "choice", "confidence", "image_retries"}
 )
-FLOAT_COLUMNS: frozenset[str] = frozenset({"rt_ms"})
+FLOAT_COLUMNS: frozenset[str] = frozenset({"rt_ms", "image_load_ms"})
 DATETIME_COLUMNS: frozenset[str] = frozenset(
     {"client_started_at", "client_answered_at", "server_received_at"}
 )
 OPTIONAL_COLUMNS: frozenset[str] = frozenset(
-    {"unit_index", "block", "choice", "confidence", "rt_ms"} | DATETIME_COLUMNS
+    {"unit_index", "block", "choice", "confidence", "rt_ms", "image_load_ms", "image_retries"}
+    | DATETIME_COLUMNS
 )
 
 

@@ -67,16 +67,23 @@ def _user(request: HttpRequest) -> User:
     return request.user
 
 
+def include_excluded(request: HttpRequest) -> bool:
+    """`?excluded=1`: the results of every completed session, the excluded ones included."""
+    return request.GET.get("excluded") == "1"
+
+
 def dashboard(request: HttpRequest, study_id: int) -> HttpResponse:
     study = researcher_study(request, study_id)
     version = results_version(study)
+    everyone = include_excluded(request)
     sessions = (
         Session.objects.filter(study=study, state=Session.State.COMPLETED)
         .select_related("participant", "exclusion", "task_list")
         .order_by("-completed_at")[:SESSIONS_SHOWN]
     )
     compared = compared_datasets(request)
-    results = study_results(study, version)
+    results = study_results(study, version, include_excluded=everyone)
+    with_query = "".join(f"&with={other.dataset_id}" for other in compared)
     context = {
         **admin.site.each_context(request),
         "title": f"Results: {study}",
@@ -88,7 +95,9 @@ def dashboard(request: HttpRequest, study_id: int) -> HttpResponse:
         "unit_rows": unit_rows(results, study.slug, compared),
         "compared": compared,
         "datasets": ImportedDataset.objects.only("pk", "name", "rows"),
-        "with_query": "".join(f"&with={other.dataset_id}" for other in compared),
+        "with_query": with_query,
+        "excluded_query": "&excluded=1" if everyone else "",
+        "include_excluded": everyone,
         "sessions": sessions,
         "figures": list(plots.FIGURES),
         "figure_size": plots.FIGURE_ATTRIBUTES,
@@ -116,8 +125,10 @@ def figure(request: HttpRequest, study_id: int, name: str) -> HttpResponse:
     study = researcher_study(request, study_id)
     if name not in plots.FIGURES:
         raise Http404("No such figure.")
+    everyone = include_excluded(request)
     version = results_version(study)
-    results = study_results(study, version)
+    results = study_results(study, version, include_excluded=everyone)
+    version += ":all" if everyone else ""
     compared = compared_datasets(request) if name in dict(ACCURACY_TABLES) else []
     if compared:
         results = with_compared(results, study.slug, compared)

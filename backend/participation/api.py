@@ -19,13 +19,18 @@ from backend.core.errors import ApiError
 from backend.participation import payloads, services
 from backend.participation.answer_statement import Recorded, record_in_order
 from backend.participation.limits import MAX_BODY_BYTES, CappedJSONParser, SessionStartThrottle
-from backend.participation.models import PracticeResponse
+from backend.participation.models import PracticeResponse, Response, Session
 from backend.participation.serializers import (
     AcknowledgementSerializer,
     AnswerSerializer,
     CompletionSerializer,
     ErrorSerializer,
     EventBatchSerializer,
+    FeedbackRecordedSerializer,
+    FeedbackShownSerializer,
+    RequirementsSerializer,
+    SessionEndedSerializer,
+    SessionEndSerializer,
     SessionStartedSerializer,
     SessionStartSerializer,
     SessionStateSerializer,
@@ -54,6 +59,22 @@ def validated(serializer_class: type, data: Any) -> Any:
     return serializer
 
 
+def study_or_404(slug: str) -> Study:
+    study = Study.objects.filter(slug=slug).first()
+    if study is None:
+        raise ApiError("not_found", "There is no study at this address.", 404)
+    return study
+
+
+class RequirementsView(ParticipantView):
+    @extend_schema(
+        operation_id="study_requirements", responses={200: RequirementsSerializer, 404: ERRORS[404]}
+    )
+    def get(self, request: Request, slug: str) -> ApiResponse:
+        """What the browser must offer (the window size), checked before a session starts."""
+        return ApiResponse(payloads.requirements_payload(study_or_404(slug)))
+
+
 class SessionStartView(ParticipantView):
     throttle_classes = [SessionStartThrottle]
 
@@ -65,9 +86,7 @@ class SessionStartView(ParticipantView):
     def post(self, request: Request, slug: str) -> ApiResponse:
         """Start a session, or get back the same identity's session, with its timeline."""
         data = validated(SessionStartSerializer, request.data).validated_data
-        study = Study.objects.filter(slug=slug).first()
-        if study is None:
-            raise ApiError("not_found", "There is no study at this address.", 404)
+        study = study_or_404(slug)
         session, created = services.do_start_session(
             study, data["platform"], data["browser"], data.get("token") or None
         )
@@ -160,6 +179,50 @@ class PracticeResponseView(ParticipantView):
         )
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return ApiResponse(practice_acknowledgement(response), status=code)
+
+
+def feedback_recorded(answer: Response | PracticeResponse) -> dict[str, Any]:
+    return {"feedback_shown": answer.raw["feedback_shown"], "correct": answer.raw["correct"]}
+
+
+class FeedbackShownView(ParticipantView):
+    @extend_schema(
+        operation_id="put_feedback_shown",
+        request=FeedbackShownSerializer,
+        responses={200: FeedbackRecordedSerializer, **ERRORS},
+    )
+    def put(self, request: Request, token: str, trial_index: int) -> ApiResponse:
+        """Record what the page showed after a main answer (feedback or not); idempotent."""
+        shown = validated(FeedbackShownSerializer, request.data).shown()
+        answer = services.do_record_feedback_shown(token, shown, trial_index)
+        return ApiResponse(feedback_recorded(answer))
+
+
+class PracticeFeedbackShownView(ParticipantView):
+    @extend_schema(
+        operation_id="put_practice_feedback_shown",
+        request=FeedbackShownSerializer,
+        responses={200: FeedbackRecordedSerializer, **ERRORS},
+    )
+    def put(self, request: Request, token: str, attempt: int, practice_index: int) -> ApiResponse:
+        """Record what the page showed after a practice answer; idempotent."""
+        shown = validated(FeedbackShownSerializer, request.data).shown()
+        answer = services.do_record_feedback_shown(token, shown, practice_index, attempt)
+        return ApiResponse(feedback_recorded(answer))
+
+
+class EndSessionView(ParticipantView):
+    @extend_schema(
+        operation_id="end_session",
+        request=SessionEndSerializer,
+        responses={200: SessionEndedSerializer, **ERRORS},
+    )
+    def post(self, request: Request, token: str) -> ApiResponse:
+        """End the session early because the page cannot run the study here; its task list
+        goes to the next participant at once."""
+        reason = validated(SessionEndSerializer, request.data).validated_data["reason"]
+        session: Session = services.do_end_session(token, reason)
+        return ApiResponse({"state": session.state, "end_reason": session.end_reason})
 
 
 class EventsView(ParticipantView):

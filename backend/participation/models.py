@@ -2,13 +2,16 @@
 
 A Participant is a platform identity (Prolific PID, MTurk worker id, an anonymous plain-link id,
 or a pilot id); a Session is one participant in one study holding one TaskList (the lease), with
-an unguessable token and its progress. A Response is unique per (session, trial index): that
-constraint, not the client, is what keeps an answer from being counted twice.
+an unguessable token and its progress; a session the page cannot run (a window too small for the
+study) is ended with its reason and gives its list back at once. A Response is unique per
+(session, trial index): that constraint, not the client, is what keeps an answer from being
+counted twice.
 """
 
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 
 from django.db import models
 
@@ -57,6 +60,13 @@ class Session(models.Model):
         ACTIVE = "active"
         COMPLETED = "completed"
         ABANDONED = "abandoned", "abandoned (no activity within the study's time limit)"
+        ENDED = "ended", "ended early (the page could not run the study: see end_reason)"
+
+    class EndReason(models.TextChoices):
+        WINDOW_TOO_SMALL = (
+            "window_too_small",
+            "window too small (the participant could not make it large enough)",
+        )
 
     token = models.CharField(max_length=64, unique=True, default=new_session_token)
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="sessions")
@@ -79,6 +89,8 @@ class Session(models.Model):
     last_activity_at = models.DateTimeField()
     completed_at = models.DateTimeField(null=True, blank=True)
     abandoned_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=20, choices=EndReason.choices, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -99,6 +111,15 @@ class Session(models.Model):
     @property
     def completed(self) -> bool:
         return self.state == self.State.COMPLETED
+
+    @property
+    def released_at(self) -> datetime | None:
+        """When the session stopped holding its task list (abandoned or ended), else None."""
+        if self.state == self.State.ABANDONED:
+            return self.abandoned_at
+        if self.state == self.State.ENDED:  # an abandoned session that ended: when it lapsed
+            return self.abandoned_at or self.ended_at
+        return None
 
 
 class AnswerFields(models.Model):

@@ -25,6 +25,18 @@ LEFT_LABEL = "Minimally activating"
 RIGHT_LABEL = "Maximally activating"
 
 
+def requirements_payload(study: Study) -> dict[str, Any]:
+    """What the page checks before a session starts (and takes a task list): the window and
+    the platform whose message it shows a participant who cannot meet them."""
+    return {
+        "slug": study.slug,
+        "title": study.title,
+        "platform": study.platform,
+        "min_window": {"width": study.min_window_width, "height": study.min_window_height},
+        "fullscreen": study.fullscreen,
+    }
+
+
 def study_payload(study: Study) -> dict[str, Any]:
     return {
         "slug": study.slug,

@@ -8,8 +8,8 @@ from typing import Any
 from rest_framework import serializers
 from rest_framework.fields import empty
 
-from backend.participation.models import SessionEvent
-from backend.participation.services import Answer
+from backend.participation.models import Session, SessionEvent
+from backend.participation.services import Answer, FeedbackShown
 
 MAX_RT_MS = 24 * 3600 * 1000
 MAX_EVENTS = 100
@@ -124,6 +124,23 @@ def answer_from(data: Any) -> Answer:
     return serializer.answer()
 
 
+class FeedbackShownSerializer(serializers.Serializer):
+    feedback_shown = serializers.BooleanField(help_text="whether the page showed feedback")
+    correct = serializers.BooleanField(
+        allow_null=True, default=None, help_text="the verdict shown; null when none was shown"
+    )
+
+    def shown(self) -> FeedbackShown:
+        data = self.validated_data
+        return FeedbackShown(feedback_shown=data["feedback_shown"], correct=data["correct"])
+
+
+class SessionEndSerializer(serializers.Serializer):
+    reason = serializers.ChoiceField(
+        choices=Session.EndReason.choices, help_text="why the page cannot run the study here"
+    )
+
+
 class EventSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=SessionEvent.Type.choices)
     t = serializers.DateTimeField(required=False, allow_null=True, default=None)
@@ -142,6 +159,24 @@ class CompletionSerializer(serializers.Serializer):
     redirect_url = serializers.URLField(allow_null=True)
     mturk_form = serializers.DictField(allow_null=True)
     message = serializers.CharField()
+
+
+class RequirementsSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    title = serializers.CharField()
+    platform = serializers.ChoiceField(choices=["prolific", "mturk", "link"])
+    min_window = serializers.DictField(child=serializers.IntegerField())
+    fullscreen = serializers.BooleanField()
+
+
+class FeedbackRecordedSerializer(serializers.Serializer):
+    feedback_shown = serializers.BooleanField()
+    correct = serializers.BooleanField(allow_null=True)
+
+
+class SessionEndedSerializer(serializers.Serializer):
+    state = serializers.CharField()
+    end_reason = serializers.CharField(allow_blank=True)
 
 
 class PracticeBlockStateSerializer(serializers.Serializer):

@@ -4,8 +4,10 @@ Sessions: one per (study, identity), enforced by a unique constraint, so two tab
 start get the same session. A session holds (leases) a task list; task lists are handed out
 least-served first with `SELECT … FOR UPDATE SKIP LOCKED`. A session with no activity for the
 study's time limit is abandoned when the next session is assigned: its list counts one holder
-fewer (`sessions_started` is decremented) and may go to someone else. An abandoned participant
-who comes back resumes if nobody was given the list since; otherwise the session has expired.
+fewer (`sessions_started` is decremented) and may go to someone else. A session the page ends
+(the participant's window cannot be made large enough) gives its list back at once. An abandoned
+or ended participant who comes back resumes if nobody was given the list since; otherwise the
+session has expired.
 
 Responses: unique per (session, trial index) and written under the session's row lock, so a
 retried PUT either finds the same answer (200) or a different one (409), never a second row.
@@ -19,7 +21,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -41,6 +43,9 @@ from backend.participation.trial_keys import trial_key
 from backend.studies.models import Study, TaskList
 
 HOLDING_STATES = (Session.State.ACTIVE, Session.State.COMPLETED)
+# Sessions that gave their task list back: they resume (if nobody got the list since) when the
+# participant comes back.
+RELEASED_STATES = (Session.State.ABANDONED, Session.State.ENDED)
 # What the response PUT reads: the session's progress and the few study settings it needs.
 ANSWER_PATH_FIELDS = (
     "id",
@@ -93,6 +98,23 @@ class Answer:
             and stored.client_started_at == self.client_started_at
             and stored.client_answered_at == self.client_answered_at
         )
+
+
+@dataclass(frozen=True)
+class FeedbackShown:
+    """What the page showed after an answer: whether feedback appeared, and which verdict."""
+
+    RAW_KEYS: ClassVar[tuple[str, ...]] = ("feedback_shown", "correct", "feedback_reported")
+
+    feedback_shown: bool
+    correct: bool | None
+
+    def raw(self) -> dict[str, Any]:
+        """The keys it sets in the answer's raw data (`feedback_reported`: set by this report,
+        not by the answer's own snapshot)."""
+        correct = self.correct if self.feedback_shown else None
+        return {"feedback_shown": self.feedback_shown, "correct": correct,
+                "feedback_reported": True}  # fmt: skip
 
 
 def session_expired() -> ApiError:
@@ -258,7 +280,7 @@ def _resume(session: Session, status: int) -> Session:
 
 
 def _lease_lapsed(session: Session) -> bool:
-    if session.state == Session.State.ABANDONED:
+    if session.state in RELEASED_STATES:
         return True
     limit = timedelta(minutes=session.study.time_limit_minutes)
     return session.last_activity_at < timezone.now() - limit
@@ -267,9 +289,9 @@ def _lease_lapsed(session: Session) -> bool:
 def _renew_lease(session: Session, status: int) -> None:
     """Called under the session's lock."""
     now = timezone.now()
-    if session.state == Session.State.ABANDONED:
+    if session.state in RELEASED_STATES:
         reassigned = Session.objects.filter(
-            task_list_id=session.task_list_id, is_pilot=False, created_at__gt=session.abandoned_at
+            task_list_id=session.task_list_id, is_pilot=False, created_at__gt=session.released_at
         ).exists()
         if reassigned:
             error = session_expired()
@@ -280,8 +302,11 @@ def _renew_lease(session: Session, status: int) -> None:
                 sessions_started=F("sessions_started") + 1
             )
         session.state, session.abandoned_at = Session.State.ACTIVE, None
+        session.ended_at, session.end_reason = None, ""
     session.last_activity_at = now
-    session.save(update_fields=["state", "abandoned_at", "last_activity_at"])
+    session.save(
+        update_fields=["state", "abandoned_at", "ended_at", "end_reason", "last_activity_at"]
+    )
 
 
 def locked_session(token: str, fields: tuple[str, ...] = ()) -> Session:
@@ -455,6 +480,69 @@ def _advance_practice(session: Session, states: list[practice.BlockState]) -> No
     session.practice_attempts = max((state.attempts for state in states), default=0)
     session.last_activity_at = timezone.now()
     session.save(update_fields=["practice_attempts", "practice_passed", "last_activity_at"])
+
+
+# --- what the page showed --------------------------------------------------------------------
+
+
+def do_record_feedback_shown(
+    token: str, shown: FeedbackShown, trial_index: int, attempt: int | None = None
+) -> Response | PracticeResponse:
+    """Records in the answer's raw data what the page showed after it (the answer's own raw
+    data is sent before the verdict is known). A main answer when `attempt` is None, else a
+    practice answer; 409 `answer_missing` when the answer is not stored, 409 `conflict` when a
+    different display is already recorded."""
+    with transaction.atomic():
+        session = locked_session(token)
+        answers = (
+            Response.objects.filter(session=session, trial_index=trial_index)
+            if attempt is None
+            else PracticeResponse.objects.filter(
+                session=session, attempt=attempt, practice_index=trial_index
+            )
+        )
+        answer = answers.first()  # written only under the session's lock, held here
+        if answer is None:
+            raise ApiError(
+                "answer_missing", "There is no stored answer to record the feedback of.", 409
+            )
+        recorded = {key: answer.raw.get(key) for key in FeedbackShown.RAW_KEYS}
+        if recorded.get("feedback_reported") and recorded != shown.raw():
+            raise ApiError(
+                "conflict", "A different feedback display is already recorded; it is kept.", 409
+            )
+        answer.raw = {**answer.raw, **shown.raw()}
+        answer.save(update_fields=["raw"])
+        return answer
+
+
+# --- ending a session the page cannot run -------------------------------------------------------
+
+
+def do_end_session(token: str, reason: str) -> Session:
+    """Ends an active session early (its window cannot be made large enough): the session is
+    `ended` with its reason and its task list is given back at once, so that it goes to the
+    next participant. A completed or already ended session is returned as it is."""
+    with transaction.atomic():
+        session = (
+            Session.objects.select_for_update(of=("self",))
+            .select_related("study", "participant")
+            .filter(token=token)
+            .first()
+        )
+        if session is None:
+            raise ApiError("not_found", "This session does not exist.", 404)
+        if session.state in (Session.State.COMPLETED, Session.State.ENDED):
+            return session
+        holding = session.state == Session.State.ACTIVE
+        session.state, session.end_reason = Session.State.ENDED, reason
+        session.ended_at = timezone.now()
+        session.save(update_fields=["state", "end_reason", "ended_at"])
+        if holding and not session.is_pilot:
+            TaskList.objects.filter(pk=session.task_list_id).update(
+                sessions_started=Greatest(F("sessions_started") - 1, 0)
+            )
+        return session
 
 
 # --- events and completion ------------------------------------------------------------------

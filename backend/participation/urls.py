@@ -36,6 +36,11 @@ register_converter(SignedIntConverter, "signed_int")
 
 api_urlpatterns: list[URLPattern] = [
     path(
+        "studies/<slug:slug>/requirements",
+        api.RequirementsView.as_view(),
+        name="study-requirements",
+    ),
+    path(
         "studies/<slug:slug>/sessions",
         api.SessionStartView.as_view(),
         name="session-start",
@@ -51,7 +56,19 @@ api_urlpatterns: list[URLPattern] = [
         api.PracticeResponseView.as_view(),
         name="session-practice-response",
     ),
+    path(
+        "sessions/<session_token:token>/responses/<signed_int:trial_index>/shown",
+        api.FeedbackShownView.as_view(),
+        name="session-response-shown",
+    ),
+    path(
+        "sessions/<session_token:token>/practice/<signed_int:attempt>/<signed_int:practice_index>"
+        "/shown",
+        api.PracticeFeedbackShownView.as_view(),
+        name="session-practice-response-shown",
+    ),
     path("sessions/<session_token:token>/events", api.EventsView.as_view(), name="session-events"),
+    path("sessions/<session_token:token>/end", api.EndSessionView.as_view(), name="session-end"),
     path(
         "sessions/<session_token:token>/complete",
         api.CompleteView.as_view(),

@@ -211,14 +211,29 @@ class UnitSetAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(Unit)
 class UnitAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """A unit's page is for looking: its feature visualizations first, then its exemplars, then
+    its activation statistics as a table. Units come from their unit set: nothing to change or
+    delete here (the list's actions queue jobs for the selected units)."""
+
     list_display = ["__str__", "unit_set", "index"]
     list_filter = ["unit_set"]
     search_fields = ["unit_set__name"]
-    readonly_fields = ["unit_set", "index", "stats", "exemplars", "visualizations"]
-    exclude = ["stats"]
+    fieldsets = [
+        (None, {"fields": ["unit_set", "index"]}),
+        ("Feature visualizations", {"fields": ["visualizations"]}),
+        ("Natural exemplars", {"fields": ["exemplars"]}),
+        ("Activation statistics (last exemplar pass)", {"fields": ["activation_stats"]}),
+    ]
+    readonly_fields = ["unit_set", "index", "visualizations", "exemplars", "activation_stats"]
     actions = ["render_lucent", "render_imi", "compute_occlusion"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     @admin.action(description="Render feature visualizations (Lucent defaults, min and max)")
@@ -255,12 +270,69 @@ class UnitAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "<p>No exemplars yet: run “Compute exemplars” on the unit set.</p>"
         )
 
-    @admin.display(description="feature visualizations")
+    @admin.display(description="images")
     def visualizations(self, unit: Unit) -> SafeString:
-        rows = unit.visualizations.select_related("image")
-        return image_grid(
-            (v.image, f"{v.method}/{v.preset} #{v.index}: {v.final_activation:.2f}") for v in rows
+        rows = list(
+            unit.visualizations.select_related("image").order_by("-sign", "preset", "index")
         )
+        if not rows:
+            return format_html(
+                "<p>No feature visualizations yet: select the unit in the list and run a "
+                "“Render feature visualizations” action.</p>"
+            )
+        groups: dict[str, list[Visualization]] = {}
+        for visualization in rows:
+            groups.setdefault(visualization_group(visualization), []).append(visualization)
+        parts = [
+            format_html(
+                "<h4>{}</h4>{}",
+                title,
+                image_grid((v.image, visualization_caption(v)) for v in members),
+            )  # fmt: skip
+            for title, members in groups.items()
+        ]
+        return format_html_join("", "{}", ((part,) for part in parts))
+
+    @admin.display(description="statistics")
+    def activation_stats(self, unit: Unit) -> SafeString:
+        if not unit.stats:
+            return format_html("<p>{}</p>", "Not computed yet: compute the exemplars.")
+        rows = format_html_join(
+            "", "<tr><th>{}</th><td>{}</td></tr>",
+            ((STAT_LABELS.get(key, key), _stat(value)) for key, value in unit.stats.items()),
+        )  # fmt: skip
+        return format_html("<table class='psylens-stats'>{}</table>", rows)
+
+
+STAT_LABELS = {
+    "mean": "mean activation",
+    "std": "standard deviation",
+    "min": "lowest activation",
+    "max": "highest activation",
+    "fraction_positive": "share of images with a positive activation",
+    "n_images": "images in the pass",
+}
+
+
+def _stat(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def visualization_group(visualization: Visualization) -> str:
+    """The heading a visualization is shown under: direction and recipe."""
+    direction = "Maximally" if visualization.sign >= 0 else "Minimally"
+    recipe = visualization.preset or visualization.method
+    method = f", method {visualization.method}" if visualization.method != recipe else ""
+    return f"{direction} activating (preset {recipe}{method}, seed {visualization.seed})"
+
+
+def visualization_caption(visualization: Visualization) -> str:
+    which = (
+        "image 1 (non-diverse)" if visualization.index == 0 else f"image {visualization.index + 1}"
+    )
+    return f"{which}: activation {visualization.final_activation:.2f}"
 
 
 def exemplar_set_html(exemplar_set: ExemplarSet) -> SafeString:
@@ -367,6 +439,7 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = [
         "id",
         "kind",
+        "subject",
         "state",
         "progress_bar",
         "shards",
@@ -378,9 +451,9 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     ]
     list_filter = ["kind", "state"]
     readonly_fields = [
-        "kind", "params", "state", "progress_bar", "shards", "eta", "hosts", "message",
-        "error_text", "result", "attempts", "created_by", "created_at", "started_at",
-        "finished_at",
+        "kind", "subject", "params", "state", "progress_bar", "shards", "eta", "hosts",
+        "message", "error_text", "result", "attempts", "created_by", "created_at",
+        "started_at", "finished_at",
     ]  # fmt: skip
     exclude = ["error", "progress", "worker_host"]
     inlines = [ShardInline]
@@ -394,6 +467,10 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="works on")
+    def subject(self, job: Job) -> str:
+        return job_subject(job.params or {})
 
     @admin.display(description="progress")
     def progress_bar(self, job: Job) -> SafeString:
@@ -490,3 +567,33 @@ def seconds_text(seconds: float | None) -> str:
         return f"{seconds:.1f} s"
     minutes = seconds / 60
     return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
+
+
+def _ids(value: Any) -> list[int]:
+    values = value if isinstance(value, list) else [value]
+    return [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+
+
+def _names(model: Any, ids: list[int], shown: int = 3) -> str:
+    names = list(model.objects.filter(pk__in=ids[:shown]).values_list("name", flat=True))
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return ", ".join(sorted(names)) + more if names else "(deleted)"
+
+
+def job_subject(params: dict[str, Any]) -> str:
+    """What a job works on, in words, from its parameters: the image set, network, unit sets
+    or units it names (read defensively: a job of another version may name others)."""
+    parts = []
+    if units := _ids(params.get("units")):
+        sets = UnitSet.objects.filter(units__in=units).distinct().values_list("name", flat=True)
+        parts.append(f"{len(units)} unit(s) of {', '.join(sorted(sets)) or '(deleted)'}")
+    for key, label in (("unit_sets", "unit sets"), ("unit_set", "unit set")):
+        if ids := _ids(params.get(key)):
+            parts.append(f"{label} {_names(UnitSet, ids)}")
+    if ids := _ids(params.get("network")):
+        parts.append(f"network {_names(Network, ids)}")
+    if ids := _ids(params.get("image_set")):
+        parts.append(f"image set {_names(ImageSet, ids)}")
+    if isinstance(params.get("preset"), str) and params["preset"]:
+        parts.append(f"preset {params['preset']}")
+    return "; ".join(parts) or "—"

@@ -1,7 +1,9 @@
-"""The study admin, in the order a study reads: texts, paradigm and preset, units, conditions,
-timing, practice, catch trials, exclusion, recruitment. Buttons on the change page build the
-task lists, preview as a participant (pilot mode), move the study through its states and clone
-it. Researchers (staff) see only the studies they own or collaborate on; any other is a 404.
+"""The study admin, in the order a study is designed: the preset first (it decides most of the
+rest), then texts, units, conditions, timing, practice, catch trials, exclusion, recruitment.
+Buttons on the change page build the task lists, preview as a participant (pilot mode: each
+researcher's own pilot session, resumed until completed), move the study through its states and
+clone it; what launching still needs is listed with links to its fields. Researchers (staff)
+see only the studies they own or collaborate on; any other is a 404.
 """
 
 from __future__ import annotations
@@ -22,12 +24,15 @@ from django.http import (
 )
 from django.shortcuts import redirect
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from backend.studies import builder, links, permissions, presets, services
+from backend.participation.pilots import preview_participant_id
+from backend.studies import builder, links, permissions, presets, readiness, services
 from backend.studies.models import Condition, PracticeTrial, Study, TaskList, Trial
 
+# Long links wrap rather than widen the page.
+WRAP = "white-space:pre-wrap;word-break:break-all;max-width:60em"
 ACTIONS = ("build", "queue_missing", "pilot", "edit", "launch", "pause", "close", "clone")
 
 
@@ -41,6 +46,18 @@ class StudyForm(forms.ModelForm):  # type: ignore[type-arg]
     class Meta:
         model = Study
         fields = ["slug", "title"]  # the admin's fieldsets add the rest (never the owner)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        excluded = self.fields.get("excluded_studies")
+        if isinstance(excluded, forms.ModelMultipleChoiceField) and self.instance.pk:
+            excluded.queryset = Study.objects.exclude(pk=self.instance.pk)
+
+    def clean_excluded_studies(self) -> Any:
+        studies = self.cleaned_data.get("excluded_studies")
+        if studies is not None and self.instance.pk and self.instance in studies:
+            raise ValidationError("A study cannot exclude its own participants.")
+        return studies
 
 
 class ResearcherReadOnly:
@@ -89,6 +106,26 @@ class ConditionInline(StudyPartInline):
     fields = ["position", "name", "explanation", "n_references", "sides", "query_selection",
               "visualization_preset", "unit_group", "exclusion_rules"]  # fmt: skip
     extra = 0
+    # Narrow widgets: the row fits a laptop screen (the defaults made it about 2,400 px wide).
+    NARROW = {
+        "position": forms.NumberInput(attrs={"style": "width:3em"}),
+        "name": forms.TextInput(attrs={"size": 9}),
+        "n_references": forms.NumberInput(attrs={"style": "width:3em"}),
+        "visualization_preset": forms.TextInput(attrs={"size": 6}),
+        "unit_group": forms.NumberInput(attrs={"style": "width:3em"}),
+        "exclusion_rules": forms.Textarea(attrs={"rows": 2, "cols": 16}),
+    }
+
+    class Media:
+        css = {"all": ["studies/study-admin.css"]}
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name in self.NARROW:
+            kwargs["widget"] = self.NARROW[db_field.name]
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if isinstance(field, forms.TypedChoiceField | forms.ChoiceField):
+            field.widget.attrs["style"] = "max-width:8.5em"
+        return field
 
 
 class PracticeTrialInline(StudyPartInline):
@@ -165,6 +202,7 @@ class StudyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     inlines = [ConditionInline, PracticeTrialInline]
     readonly_fields = [
         "state",
+        "launch_checklist",
         "texts_preview",
         "build_summary",
         "recruitment_links",
@@ -173,10 +211,13 @@ class StudyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     ]
     actions = ["build_selected", "clone_selected"]
     fieldsets = [
-        ("Study", {"fields": ["slug", "title", "state", "collaborators"]}),
-        ("Texts", {"fields": ["consent_markdown", "instructions_markdown", "question",
-                              "texts_preview"]}),
-        ("Paradigm and preset", {"fields": ["paradigm", "apply_preset", "preset"]}),
+        ("Preset and paradigm", {
+            "fields": ["apply_preset", "preset", "paradigm"],
+            "description": "A preset fills most of what follows with a published study's design.",
+        }),
+        ("Study", {"fields": ["slug", "title", "state", "launch_checklist", "collaborators"]}),
+        ("Texts", {"fields": ["consent_markdown", "consent_waived", "instructions_markdown",
+                              "instructions_waived", "question", "texts_preview"]}),
         ("Units", {"fields": ["unit_sets", "image_set", "units_per_set", "seed"]}),
         ("Conditions and task lists", {
             "fields": ["condition_design", "unit_repeats", "main_trials_per_list",
@@ -188,7 +229,7 @@ class StudyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "block_feedback",
             "break_every", "image_size_px", "min_window_width", "min_window_height", "fullscreen",
             "min_instruction_seconds"]}),
-        ("Practice", {"fields": ["practice_until_correct"],
+        ("Practice", {"fields": ["practice_until_correct", "practice_waived"],
                       "description": "The practice trials are listed below the form."}),
         ("Catch trials", {"fields": ["catch_trials_per_list", "catch_units"]}),
         ("Exclusion", {"fields": ["exclusion_rules", "excluded_studies"]}),
@@ -272,6 +313,15 @@ class StudyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         html = f"<div class='psylens-md'><h4>Consent</h4>{consent}<h4>Instructions</h4>"
         return mark_safe(html + f"{instructions}</div>")  # noqa: S308 - researchers' own text
 
+    @admin.display(description="before launch")
+    def launch_checklist(self, study: Study) -> SafeString:
+        if study.pk is None:
+            return format_html("{}", "Save the study first.")
+        if study.is_design_frozen:
+            return format_html("{}", f"Launched {study.launched_at:%Y-%m-%d %H:%M}."
+                               if study.launched_at else "—")  # fmt: skip
+        return missing_html(readiness.missing_for_launch(study))
+
     @admin.display(description="last build")
     def build_summary(self, study: Study) -> str:
         if not study.built_at:
@@ -287,15 +337,24 @@ class StudyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def recruitment_links(self, study: Study) -> SafeString:
         if study.pk is None:
             return format_html("{}", "Save the study to see its links.")
+        shown: dict[str, SafeString] = {
+            Study.Platform.PROLIFIC: format_html(
+                "<p><b>Prolific</b> (study URL):</p><pre class='psylens-url' id='prolific-url' "
+                f"style='{WRAP}'>{{}}</pre>", links.prolific_url(study)),
+            Study.Platform.MTURK: format_html(
+                f"<p><b>MTurk</b> (ExternalQuestion):</p><pre id='mturk-question' style='{WRAP}'>"
+                "{}</pre>", links.mturk_external_question(study)),
+            Study.Platform.LINK: format_html(
+                f"<p><b>Plain link</b>:</p><pre id='plain-url' style='{WRAP}'>{{}}</pre>",
+                links.page_url(study)),
+        }  # fmt: skip
+        ordered = [shown[study.platform]] + [
+            html for platform, html in shown.items() if platform != study.platform
+        ]
         return format_html(
-            "<p><b>Prolific</b> (study URL):</p><pre class='psylens-url' id='prolific-url'>{}</pre>"
-            "<p><b>MTurk</b> (ExternalQuestion):</p><pre id='mturk-question'>{}</pre>"
-            "<p><b>Plain link</b>:</p><pre id='plain-url'>{}</pre>"
-            "<p><b>Completion</b>: Prolific code <code>{}</code></p>",
-            links.prolific_url(study),
-            links.mturk_external_question(study),
-            links.page_url(study),
-            study.completion_code,
+            "{}<p id='completion'><b>Completion</b>: {}</p>",
+            format_html_join("", "{}", ((html,) for html in ordered)),
+            completion_note(study),
         )
 
     @admin.display(description="progress")
@@ -340,11 +399,13 @@ class StudyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return super().change_view(request, object_id, form_url, context)
 
     def preview(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The researcher's own pilot session: resumed by every preview until completed."""
         study = self.get_object(request, object_id)
         if not study.task_lists.exists():
             messages.error(request, "Build the task lists first: the preview shows them.")
             return redirect(_change_url(study))
-        return HttpResponseRedirect(links.pilot_url(study))
+        identity = preview_participant_id(study, _user(request))
+        return HttpResponseRedirect(links.pilot_url(study, identity))
 
     def act(self, request: HttpRequest, object_id: str, action: str) -> HttpResponse:
         study = self.get_object(request, object_id)
@@ -357,6 +418,10 @@ class StudyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             target = run_action(request, study, action)
         except builder.BuildRefused as err:
             _refusal_message(request, study, err)
+            return redirect(_change_url(study))
+        except readiness.LaunchRefused as err:
+            messages.error(request, format_html("The study cannot launch yet. {}",
+                                                missing_html(err.missing)))  # fmt: skip
             return redirect(_change_url(study))
         except (services.Refused, ValidationError) as err:
             messages.error(request, _text(err))
@@ -385,6 +450,10 @@ def run_action(request: HttpRequest, study: Study, action: str) -> Study:
             f"Built {report['task_lists']} task lists of {report['trials_per_list']} trials "
             f"({report['catch_trials_per_list']} catch trials each) for {report['units']} units.",
         )
+        missing = readiness.missing_for_launch(study)
+        if missing:
+            note = "It can be piloted; to launch it, fill these first. {}"
+            messages.warning(request, format_html(note, missing_html(missing)))
         return study
     if action == "queue_missing":
         return _queue_missing(request, study)
@@ -426,6 +495,39 @@ def _refusal_message(request: HttpRequest, study: Study, err: builder.BuildRefus
             _csrf(request),
         ),
     )
+
+
+def missing_html(missing: list[readiness.Missing]) -> SafeString:
+    """What launching still needs, each item linked to the field (on the study page) that
+    fills it; "Ready to launch" when nothing is missing."""
+    if not missing:
+        return format_html("<span id='launch-ready'>{}</span>", "Ready to launch.")
+    items = format_html_join(
+        "",
+        "<li data-missing='{}'>{} <a href='#{}'>{}</a></li>",
+        ((item.code, item.message, item.anchor, _field_label(item.field)) for item in missing),
+    )
+    return format_html("<ul class='psylens-missing' id='launch-missing'>{}</ul>", items)
+
+
+def _field_label(field: str) -> str:
+    if field == "practice_trials":
+        return "Go to the practice trials"
+    return f"Go to “{getattr(Study._meta.get_field(field), 'verbose_name', field)}”"
+
+
+def completion_note(study: Study) -> SafeString:
+    """How a participant's completion reaches the study's platform."""
+    code = study.completion_code
+    if study.platform == Study.Platform.PROLIFIC:
+        return format_html(
+            "Prolific completion code <code>{}</code> (the page sends the participant back to "
+            "Prolific with it; set the same code on Prolific).", code)  # fmt: skip
+    if study.platform == Study.Platform.MTURK:
+        return format_html(
+            "the page submits the HIT to MTurk (externalSubmit) with <code>completion_code</code> "
+            "<code>{}</code>; nothing to paste into MTurk.", code)  # fmt: skip
+    return format_html("the page shows the participant the code <code>{}</code>.", code)
 
 
 def _csrf(request: HttpRequest) -> str:

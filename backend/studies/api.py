@@ -23,6 +23,7 @@ from backend.studies import links, presets, services
 from backend.studies import permissions as study_permissions
 from backend.studies.builder import BuildRefused, Refused
 from backend.studies.models import Condition, Study
+from backend.studies.readiness import LaunchRefused
 from backend.studies.validation import exclusion_rules_from_json
 
 RELATIONS = ("unit_sets", "collaborators", "catch_units")
@@ -109,6 +110,9 @@ def _researcher(request: Any) -> User:
 
 
 def _refusal(err: Exception) -> ApiError:
+    if isinstance(err, LaunchRefused):
+        missing = [item.payload() for item in err.missing]
+        return ApiError("launch_refused", err.message, status.HTTP_409_CONFLICT, missing=missing)
     if isinstance(err, BuildRefused):
         return ApiError(
             "design_refused", err.message, status.HTTP_409_CONFLICT, missing=err.missing
@@ -164,6 +168,13 @@ class StudyDetail(generics.RetrieveUpdateAPIView):  # type: ignore[type-arg]
             raise _refusal(err) from None
 
 
+class MissingSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    code = serializers.CharField(help_text="consent, instructions, practice, …")
+    message = serializers.CharField()
+    field = serializers.CharField(help_text="the study field that fills it")
+    waivable = serializers.BooleanField(help_text="whether a *_waived field may waive it")
+
+
 class BuildReportSerializer(serializers.Serializer):  # type: ignore[type-arg]
     task_lists = serializers.IntegerField()
     trials = serializers.IntegerField()
@@ -171,6 +182,7 @@ class BuildReportSerializer(serializers.Serializer):  # type: ignore[type-arg]
     catch_trials_per_list = serializers.IntegerField()
     units = serializers.IntegerField()
     practice_trials = serializers.IntegerField()
+    missing = MissingSerializer(many=True, help_text="what launching still needs")
 
 
 class ProgressSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -209,7 +221,8 @@ class BuildTaskLists(StudyView):
 class ChangeState(StudyView):
     @extend_schema(request=TransitionSerializer, responses={200: StudySerializer})
     def post(self, request: Request, slug: str) -> Response:
-        """pilot, edit (back to draft), launch (or resume), pause, close."""
+        """pilot, edit (back to draft), launch (or resume), pause, close; launching refuses
+        (409 launch_refused, with `missing`) while a text or the practice is missing."""
         study = self.study(slug)
         serializer = TransitionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

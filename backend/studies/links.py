@@ -31,8 +31,11 @@ def page_url(study: Study) -> str:
     return f"{settings.PSYLENS_BASE_URL.rstrip('/')}/s/{study.slug}/"
 
 
-def pilot_url(study: Study) -> str:
-    return f"{page_url(study)}?pilot={study.pilot_token}"
+def pilot_url(study: Study, participant_id: str | None = None) -> str:
+    """The preview link; with `participant_id`, a pilot identity of its own, whose session a
+    later preview resumes (the participant API takes it as PROLIFIC_PID in pilot mode)."""
+    url = f"{page_url(study)}?pilot={study.pilot_token}"
+    return f"{url}&PROLIFIC_PID={participant_id}" if participant_id else url
 
 
 def prolific_url(study: Study) -> str:

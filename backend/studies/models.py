@@ -79,7 +79,17 @@ class Study(models.Model):
 
     # Texts
     consent_markdown = models.TextField(blank=True, help_text="Markdown; images as ![](url)")
+    consent_waived = models.BooleanField(
+        default=False,
+        verbose_name="launch without a consent page",
+        help_text="consent is collected elsewhere: an empty consent text shows no page",
+    )
     instructions_markdown = models.TextField(blank=True, help_text="Markdown; images as ![](url)")
+    instructions_waived = models.BooleanField(
+        default=False,
+        verbose_name="launch without instructions",
+        help_text="an empty instructions text shows no page (no reading time is recorded)",
+    )
     question = models.CharField(
         max_length=300, default="Which image also strongly activates the unit?"
     )
@@ -172,6 +182,11 @@ class Study(models.Model):
     # Practice
     practice_until_correct = models.BooleanField(
         default=True, help_text="loop the practice block until every answer is correct"
+    )
+    practice_waived = models.BooleanField(
+        default=False,
+        verbose_name="launch without practice trials",
+        help_text="the design loops practice, but this study runs without any",
     )
 
     # Catch trials

@@ -1,8 +1,9 @@
 """Every write to the study tables, each in one transaction: create, update, apply a preset,
 build the task lists, move through the states, clone, and queue the stimuli a design lacks.
 
-Refusals raise `builder.Refused` (or its subclass `BuildRefused`) with a sentence a researcher
-can act on; the admin shows it as a message and the API as a 4xx. Nothing is written then.
+Refusals raise `builder.Refused` (or its subclasses `BuildRefused` and
+`readiness.LaunchRefused`) with a sentence a researcher can act on; the admin shows it as a
+message and the API as a 4xx. Nothing is written then.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.utils import timezone
 
 from backend.stimuli import services as stimuli_services
 from backend.stimuli.models import Job, UnitSet
-from backend.studies import builder, presets
+from backend.studies import builder, presets, readiness
 from backend.studies.builder import BuildRefused, Refused  # noqa: F401  (raised from here)
 from backend.studies.models import Condition, PracticeTrial, Study, TaskList, Trial
 
@@ -159,7 +160,7 @@ def do_build_task_lists(study: Study) -> dict[str, Any]:
     Trial.objects.bulk_create(trials, batch_size=TRIAL_BATCH)
     _store_practice(built.practice)
     study.built_at = timezone.now()
-    study.build_report = _report(built, len(trials))
+    study.build_report = _report(built, len(trials), readiness.missing_for_launch(study))
     study.save(update_fields=["built_at", "build_report", "updated_at"])
     return study.build_report
 
@@ -184,7 +185,10 @@ def _store_practice(practice: list[tuple[int, Any]]) -> None:
         )  # fmt: skip
 
 
-def _report(built: builder.Build, n_trials: int) -> dict[str, Any]:
+def _report(
+    built: builder.Build, n_trials: int, missing: list[readiness.Missing]
+) -> dict[str, Any]:
+    """What was built, and what the study still lacks before launch (it may be piloted)."""
     n_lists = len(built.task_lists)
     per_list = len(built.task_lists[0].trials) if n_lists else 0
     catch = sum(t.is_catch for t in built.task_lists[0].trials) if n_lists else 0
@@ -195,6 +199,7 @@ def _report(built: builder.Build, n_trials: int) -> dict[str, Any]:
         "catch_trials_per_list": catch,
         "units": len(built.units),
         "practice_trials": len(built.practice),
+        "missing": [item.payload() for item in missing],
     }
 
 
@@ -212,6 +217,8 @@ def do_change_state(study: Study, action: str) -> Study:
         raise Refused(f"A {study.state} study cannot {action}.")
     if action in NEEDS_TASK_LISTS and not study.task_lists.exists():
         raise Refused("Build the task lists first.")
+    if action == "launch" and study.state != State.PAUSED:  # resuming launched it already
+        readiness.check_launch(study)
     study.state = target
     if target == State.LIVE and study.launched_at is None:
         study.launched_at = timezone.now()

@@ -31,6 +31,18 @@ export interface Study {
   preload_ahead: number;
 }
 
+/** What the page checks before a session starts (§0): nothing is held for a visit that fails. */
+export interface Requirements {
+  slug: string;
+  title: string;
+  platform: "prolific" | "mturk" | "link";
+  min_window: { width: number; height: number };
+  fullscreen: boolean;
+}
+
+/** Why the page ends a session it cannot run (§7). */
+export type EndReason = "window_too_small";
+
 /** One trial as served: opaque image URLs, never the answer key. */
 export interface Trial {
   index: number;
@@ -136,21 +148,26 @@ export class ApiError extends Error {
 const API = "/api/v1";
 
 export const urls = {
+  requirements: (slug: string) => `${API}/studies/${encodeURIComponent(slug)}/requirements`,
   sessions: (slug: string) => `${API}/studies/${encodeURIComponent(slug)}/sessions`,
   response: (token: string, index: number) => `${API}/sessions/${token}/responses/${index}`,
+  responseShown: (token: string, index: number) =>
+    `${API}/sessions/${token}/responses/${index}/shown`,
   practice: (token: string, attempt: number, index: number) =>
     `${API}/sessions/${token}/practice/${attempt}/${index}`,
+  practiceShown: (token: string, attempt: number, index: number) =>
+    `${API}/sessions/${token}/practice/${attempt}/${index}/shown`,
   events: (token: string) => `${API}/sessions/${token}/events`,
+  end: (token: string) => `${API}/sessions/${token}/end`,
   complete: (token: string) => `${API}/sessions/${token}/complete`,
 };
 
-async function postJson<T>(url: string, body: unknown): Promise<T> {
+async function requestJson<T>(url: string, init: RequestInit): Promise<T> {
   let response: Response;
   try {
     response = await fetch(url, {
-      method: "POST",
+      ...init,
       headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify(body),
       credentials: "same-origin",
     });
   } catch (error) {
@@ -160,6 +177,26 @@ async function postJson<T>(url: string, body: unknown): Promise<T> {
     return (await response.json()) as T;
   }
   throw await errorFrom(response);
+}
+
+function postJson<T>(url: string, body: unknown): Promise<T> {
+  return requestJson<T>(url, { method: "POST", body: JSON.stringify(body) });
+}
+
+/** §0: the study's requirements, read before any session exists. */
+export function fetchRequirements(slug: string): Promise<Requirements> {
+  return requestJson<Requirements>(urls.requirements(slug), { method: "GET" });
+}
+
+/** §7: ends the session (its task list goes to the next participant at once). */
+export function endSession(token: string, reason: EndReason): Promise<unknown> {
+  return postJson(urls.end(token), { reason });
+}
+
+/** The body of §3b and §4b: what the page showed after an answer. */
+export interface FeedbackShownBody {
+  feedback_shown: boolean;
+  correct: boolean | null;
 }
 
 /** Reads the contract's `{"error", "message"}` body, tolerating a proxy's HTML error page. */

@@ -1,20 +1,31 @@
 /**
- * The participant page's entry point (served at /s/<slug>/): start or resume the session, run the
- * jsPsych timeline, then finish through the end screen. Pending answers from an earlier page are
- * re-sent before anything else.
+ * The participant page's entry point (served at /s/<slug>/): check the window against the study's
+ * requirements (before any session exists, so a visit that cannot take part holds no task list),
+ * start or resume the session, run the jsPsych timeline, then finish through the end screen.
+ * Pending answers from an earlier page are re-sent before anything else.
  */
 import "jspsych/css/jspsych.css";
 import "./styles.css";
 
 import { initJsPsych } from "jspsych";
 
-import { ApiError, type SessionStart, startOrResume, urls } from "./api";
+import {
+  ApiError,
+  type Requirements,
+  type SessionStart,
+  endSession,
+  fetchRequirements,
+  startOrResume,
+  tokenKey,
+  urls,
+} from "./api";
 import { finishSession, handOff } from "./completion";
 import { EventLog } from "./events";
 import { Outbox, type PermanentFailure } from "./outbox";
 import { openOutboxStore } from "./outbox-store";
 import { showMessage, showRetry } from "./pages";
 import { browserInfo, isMturkPreview, platformParams, slugFromPath } from "./platform";
+import { checkWindow, tooSmallMessage } from "./screen-check";
 import { buildTimeline, feedbackOf } from "./timeline";
 
 const TITLES: Record<string, string> = {
@@ -36,6 +47,51 @@ function pageStorage(): Storage | null {
   }
 }
 
+/** Shows a 4xx as a message page; anything that may pass as a retry page calling `retry`. */
+function showFailure(root: HTMLElement, error: unknown, retry: () => void): void {
+  if (error instanceof ApiError && !error.retryable) {
+    const title = TITLES[error.code] ?? (error.status === 404 ? "Study not found" : "Sorry");
+    showMessage(root, title, error.message);
+  } else {
+    showRetry(root, "We could not reach the server. Check your connection.", retry);
+  }
+}
+
+/** The study's requirements (§0), retried on network failures; never resolves after a 4xx. */
+function loadRequirements(root: HTMLElement, slug: string) {
+  return new Promise<Requirements>((resolve) => {
+    const attempt = () => {
+      showMessage(root, "Loading…", "Preparing the study.");
+      fetchRequirements(slug).then(resolve, (error: unknown) => showFailure(root, error, attempt));
+    };
+    attempt();
+  });
+}
+
+/**
+ * The window cannot be made large enough: the study's own message, and a session this browser
+ * already holds (a reload on a smaller screen) is ended so that its list goes to someone else.
+ */
+async function screenedOut(root: HTMLElement, requirements: Requirements): Promise<void> {
+  showMessage(root, "This study needs a larger screen", tooSmallMessage(requirements));
+  let stored: string | null = null;
+  try {
+    stored = pageStorage()?.getItem(tokenKey(requirements.slug)) ?? null;
+  } catch {
+    return; // storage refused: this browser holds no session it could end
+  }
+  if (stored === null) return;
+  for (const delay of [0, 1000, 4000]) {
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    try {
+      await endSession(stored, "window_too_small");
+      return;
+    } catch (error) {
+      if (error instanceof ApiError && !error.retryable) return; // unknown or gone: nothing held
+    }
+  }
+}
+
 /**
  * Starts the session (or resumes the one whose token this browser stored for the study),
  * showing a message page (4xx) or a retry page (network, 5xx) on failure.
@@ -44,17 +100,8 @@ function openSession(root: HTMLElement, slug: string, platform: Record<string, s
   return new Promise<SessionStart>((resolve) => {
     const attempt = () => {
       showMessage(root, "Loading…", "Preparing the study.");
-      startOrResume(slug, platform, browserInfo(), pageStorage()).then(
-        resolve,
-        (error: unknown) => {
-          if (error instanceof ApiError && !error.retryable) {
-            const title =
-              TITLES[error.code] ?? (error.status === 404 ? "Study not found" : "Sorry");
-            showMessage(root, title, error.message);
-          } else {
-            showRetry(root, "We could not reach the server. Check your connection.", attempt);
-          }
-        },
+      startOrResume(slug, platform, browserInfo(), pageStorage()).then(resolve, (error: unknown) =>
+        showFailure(root, error, attempt),
       );
     };
     attempt();
@@ -130,6 +177,10 @@ async function boot(): Promise<void> {
   });
   outbox.listen(window);
   await outbox.resume();
+  const requirements = await loadRequirements(root, slug);
+  if ((await checkWindow(root, requirements)) === "gave_up") {
+    return screenedOut(root, requirements);
+  }
   const session = await openSession(root, slug, platform);
   if (session.state.completed && session.state.completion) {
     return handOff(root, session.state.completion);

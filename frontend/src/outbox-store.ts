@@ -152,8 +152,11 @@ export async function openOutboxStore(
       console.warn("outbox: IndexedDB unavailable, using localStorage", error);
     }
   }
-  if (typeof localStorage !== "undefined" && localStorageWorks()) {
+  // Inside a third-party frame (MTurk) a browser may refuse storage so strictly that merely
+  // reading `localStorage` throws: localStorageWorks() catches that too.
+  if (localStorageWorks()) {
     return new LocalStorageStore();
   }
+  console.warn("outbox: no durable storage in this page; answers are kept in memory");
   return new MemoryStore();
 }

@@ -303,4 +303,21 @@ describe("openOutboxStore", () => {
   test("it falls back to localStorage when IndexedDB is missing", async () => {
     expect(await openOutboxStore(null)).toBeInstanceOf(LocalStorageStore);
   });
+
+  test("it keeps answers in memory where a frame may not touch storage at all", async () => {
+    // A third-party iframe (MTurk's ExternalQuestion) whose browser blocks its storage: even
+    // reading window.localStorage throws.
+    const descriptor = Object.getOwnPropertyDescriptor(window, "localStorage")!;
+    Object.defineProperty(window, "localStorage", {
+      configurable: true,
+      get: () => {
+        throw new DOMException("Access is denied for this document.", "SecurityError");
+      },
+    });
+    try {
+      expect(await openOutboxStore(null)).toBeInstanceOf(MemoryStore);
+    } finally {
+      Object.defineProperty(window, "localStorage", descriptor);
+    }
+  });
 });

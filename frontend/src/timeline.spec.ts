@@ -171,7 +171,6 @@ describe("the timeline", () => {
     const stages = stagesOf(getData);
     expect(stages).toEqual([
       "consent",
-      "browser_check",
       "instructions",
       "practice_intro",
       "practice_summary",
@@ -210,7 +209,7 @@ describe("the timeline", () => {
       "/api/v1/sessions/tok/responses/4",
     ]);
     const stages = stagesOf(getData);
-    expect(stages).toEqual(["welcome_back", "browser_check", "break"]);
+    expect(stages).toEqual(["welcome_back", "break"]);
   });
 
   /** Two practice blocks (Borowski et al. 2021): trials 0–2 in block 0, 3–4 in block 1. */
@@ -241,7 +240,6 @@ describe("the timeline", () => {
     const stages = stagesOf(getData);
     expect(stages).toEqual([
       "consent",
-      "browser_check",
       "instructions",
       "practice_intro",
       "practice_summary",
@@ -288,7 +286,7 @@ describe("the timeline", () => {
       "/api/v1/sessions/tok/responses/4",
     ]);
     const stages = stagesOf(getData);
-    expect(stages).toEqual(["welcome_back", "browser_check", "practice_intro", "practice_summary"]);
+    expect(stages).toEqual(["welcome_back", "practice_intro", "practice_summary"]);
   });
 
   test("there is a break between two blocks that no practice separates", async () => {
@@ -299,7 +297,7 @@ describe("the timeline", () => {
     const { getData } = await run(session);
 
     const stages = stagesOf(getData);
-    expect(stages).toEqual(["consent", "browser_check", "instructions", "break"]);
+    expect(stages).toEqual(["consent", "instructions", "break"]);
     const breaks = getData().filter({ psylens_stage: "break" }).values();
     expect(String(breaks[0].stimulus)).toContain("3 of 5");
   });
@@ -370,6 +368,79 @@ describe("the timeline", () => {
       client_answered_at: expect.any(String),
       raw: expect.objectContaining({ study_trial_index: 4 }),
     });
+  });
+
+  test("an empty consent or instructions text shows no page", async () => {
+    const session = makeSession({ practice_passed: true });
+    session.practice = [];
+    session.study = { ...STUDY, consent_html: "", instructions_html: "  \n" };
+    const { getData, server } = await run(session);
+
+    expect(stagesOf(getData)).toEqual(["break", "break"]);
+    const events = server.posts.flatMap((p) => (p.body as { events: unknown[] }).events);
+    expect(events).toEqual([]);
+  });
+
+  test("it reports through the outbox the feedback a trial showed", async () => {
+    const sent: Array<[string, string, unknown]> = [];
+    const outbox = {
+      pendingKeys: () => [],
+      send: async (key: string, url: string, body: unknown) => {
+        sent.push([key, url, body]);
+        return {};
+      },
+    };
+    const { JsPsych } = await import("jspsych");
+    const session = makeSession();
+    const timeline = buildTimeline({
+      jsPsych: new JsPsych(),
+      session,
+      outbox,
+      events: { record: () => undefined },
+      progress: { correctCount: 0 },
+    });
+    const nodes = timeline as Array<Record<string, unknown>>;
+    const main = nodes.find((node) => node.study_trial_index === 2)!;
+    (main.on_feedback_shown as (correct: boolean) => void)(true);
+    const practice = nodes.find((node) => typeof node.loop_function === "function")!;
+    const round = (practice.timeline as Array<Record<string, unknown>>).filter(
+      (node) => node.practice === true,
+    );
+    (round[1].on_feedback_shown as (correct: boolean) => void)(false);
+
+    expect(sent).toEqual([
+      [
+        "tok/responses/2/shown",
+        "/api/v1/sessions/tok/responses/2/shown",
+        { feedback_shown: true, correct: true },
+      ],
+      [
+        "tok/practice/0/1/shown",
+        "/api/v1/sessions/tok/practice/0/1/shown",
+        { feedback_shown: true, correct: false },
+      ],
+    ]);
+  });
+
+  test("practice trials are labelled as practice, with their round", async () => {
+    const { JsPsych } = await import("jspsych");
+    const timeline = buildTimeline({
+      jsPsych: new JsPsych(),
+      session: makeSession({ practice_attempts: 1 }),
+      outbox: { pendingKeys: () => [], send: async () => ({}) },
+      events: { record: () => undefined },
+      progress: { correctCount: 0 },
+    });
+    const practice = (timeline as Array<Record<string, unknown>>).find(
+      (node) => typeof node.loop_function === "function",
+    )!;
+    const nodes = practice.timeline as Array<Record<string, unknown>>;
+    (nodes[0].func as () => void)(); // a new round: the second
+    const labels = nodes
+      .filter((node) => node.practice === true)
+      .map((node) => (node.label as () => string)());
+
+    expect(labels).toEqual(["Practice trial 1 of 2 (round 2)", "Practice trial 2 of 2 (round 2)"]);
   });
 
   test("it moves the progress bar to the end", async () => {

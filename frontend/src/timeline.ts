@@ -1,16 +1,18 @@
 /**
- * The participant's timeline, built from the session the server returned: consent, browser check,
- * fullscreen (if the study asks), instructions with a minimum reading time, practice looped until
- * an attempt is all correct, then the main trials from where the session is (resume after a
- * reload), with breaks and a progress bar. Every answer goes through the outbox.
+ * The participant's timeline, built from the session the server returned: consent, fullscreen
+ * (if the study asks), instructions with a minimum reading time, practice looped until an attempt
+ * is all correct, then the main trials from where the session is (resume after a reload), with
+ * breaks and a progress bar. (The window was checked before the session started: screen-check.ts.)
+ * An empty consent or instructions text shows no page. Every answer goes through the outbox, and
+ * so does what the page showed after it (the feedback's verdict, once it appeared).
  */
-import BrowserCheckPlugin from "@jspsych/plugin-browser-check";
 import CallFunctionPlugin from "@jspsych/plugin-call-function";
 import FullscreenPlugin from "@jspsych/plugin-fullscreen";
 import HtmlButtonResponsePlugin from "@jspsych/plugin-html-button-response";
 import type { JsPsych } from "jspsych";
 
 import {
+  type FeedbackShownBody,
   type PracticeBlockState,
   type ResponseAnswer,
   type ResponseBody,
@@ -21,7 +23,13 @@ import {
 } from "./api";
 import type { EventLog } from "./events";
 import type { Acknowledgement, Outbox } from "./outbox";
-import type { Choice, Confidence, OnResponse, ResponseFeedback } from "./plugins/choice-trial";
+import type {
+  Choice,
+  Confidence,
+  OnFeedbackShown,
+  OnResponse,
+  ResponseFeedback,
+} from "./plugins/choice-trial";
 import OcclusionChoicePlugin from "./plugins/occlusion-choice";
 import ReferenceChoicePlugin from "./plugins/reference-choice";
 import { ImagePreloader, type ImageLoader } from "./preload";
@@ -47,6 +55,18 @@ export function responseKey(token: string, index: number): string {
 
 export function practiceKey(token: string, attempt: number, index: number): string {
   return `${token}/practice/${attempt}/${index}`;
+}
+
+/** Reports (through the outbox) that feedback with this verdict appeared after an answer. */
+function feedbackReport(
+  outbox: ExperimentContext["outbox"],
+  answerKey: string,
+  url: string,
+): OnFeedbackShown {
+  return (correct) => {
+    const body: FeedbackShownBody = { feedback_shown: true, correct };
+    outbox.send(`${answerKey}/shown`, url, body).catch(() => undefined);
+  };
 }
 
 /**
@@ -135,12 +155,17 @@ export function choiceTrial(study: Study, trial: Trial): TimelineNode {
   };
 }
 
+/** A page shown only where its text has something in it (an empty one is skipped). */
+function whenWritten(html: string, node: TimelineNode): TimelineNode {
+  return { timeline: [node], conditional_function: () => html.trim() !== "" };
+}
+
 export function consentTrial(study: Study): TimelineNode {
   const stimulus =
     `<div class="pl-text">${study.consent_html}</div>` +
     `<label class="pl-consent"><input type="checkbox" id="pl-consent-box"> ` +
     `I have read the information above and agree to take part.</label>`;
-  return button(stimulus, "Continue", {
+  const page = button(stimulus, "Continue", {
     on_load: () => {
       const box = document.getElementById("pl-consent-box") as HTMLInputElement | null;
       const next = document.querySelector<HTMLButtonElement>(
@@ -152,27 +177,7 @@ export function consentTrial(study: Study): TimelineNode {
     },
     data: { psylens_stage: "consent" },
   });
-}
-
-export function browserCheckTrial(study: Study): TimelineNode {
-  return {
-    type: BrowserCheckPlugin,
-    // browser/os come from detect-browser, which throws on user agents it does not know; the
-    // server already has the user agent from the session start.
-    features: ["width", "height", "mobile", "fullscreen"],
-    minimum_width: study.min_window.width,
-    minimum_height: study.min_window.height,
-    window_resize_message:
-      "<p>Your browser window is too small for this study.</p>" +
-      "<p>Please enlarge it (or turn your phone sideways) until it is at least " +
-      '<span id="browser-check-min-width"></span> × <span id="browser-check-min-height"></span> ' +
-      "pixels. It is now " +
-      '<span id="browser-check-actual-width"></span> × <span id="browser-check-actual-height"></span>.</p>',
-    resize_fail_button_text: "I cannot make the window larger",
-    exclusion_message: () =>
-      "<p>Sorry: this study needs a larger screen. Please return it on your platform.</p>",
-    data: { psylens_stage: "browser_check" },
-  };
+  return whenWritten(study.consent_html, page);
 }
 
 export function fullscreenTrial(study: Study): TimelineNode {
@@ -193,7 +198,7 @@ export function fullscreenTrial(study: Study): TimelineNode {
 export function instructionsTrial(study: Study, events: ExperimentContext["events"]): TimelineNode {
   const seconds = Math.max(0, study.min_instruction_seconds);
   const note = seconds > 0 ? `<p class="pl-note">The button unlocks after ${seconds} s.</p>` : "";
-  return button(
+  const page = button(
     `<div class="pl-text">${study.instructions_html}</div>${note}`,
     "I have read the instructions",
     {
@@ -204,6 +209,7 @@ export function instructionsTrial(study: Study, events: ExperimentContext["event
       },
     },
   );
+  return whenWritten(study.instructions_html, page);
 }
 
 /** The session's practice blocks, each with its trials; one block before the first trial when
@@ -265,7 +271,18 @@ export function practiceBlock(
     on_start: () => preloader.advanceTo(position),
     practice: true,
     attempt: () => attempt,
+    label: () =>
+      `Practice trial ${position + 1} of ${practice.length}` +
+      (attempt > 1 ? ` (round ${attempt})` : ""),
     show_feedback: true,
+    // A function parameter is passed as it is (not evaluated per trial): it reads the round
+    // when the feedback appears.
+    on_feedback_shown: ((correct) =>
+      feedbackReport(
+        outbox,
+        practiceKey(token, attempt, trial.index),
+        urls.practiceShown(token, attempt, trial.index),
+      )(correct)) satisfies OnFeedbackShown,
     on_response: ((choice, confidence, rt, data) => {
       const sent = outbox
         .send(
@@ -397,6 +414,11 @@ export function mainBlock(
     nodes.push({
       ...choiceTrial(study, trial),
       show_feedback: study.feedback,
+      on_feedback_shown: feedbackReport(
+        outbox,
+        responseKey(token, trial.index),
+        urls.responseShown(token, trial.index),
+      ),
       counter: () => (study.show_counter ? ctx.progress.correctCount : null),
       on_start: () => preloader.advanceTo(position),
       on_response: ((choice, confidence, rt, data) => {
@@ -447,13 +469,8 @@ export function buildTimeline(ctx: ExperimentContext): JsPsychTimeline {
   const pendingKeys = ctx.outbox.pendingKeys();
   const remaining = remainingTrials(ctx.session, pendingKeys);
   const timeline: TimelineNode[] = isResuming(ctx.session, pendingKeys)
-    ? [welcomeBackTrial(), browserCheckTrial(study), fullscreenTrial(study)]
-    : [
-        consentTrial(study),
-        browserCheckTrial(study),
-        fullscreenTrial(study),
-        instructionsTrial(study, ctx.events),
-      ];
+    ? [welcomeBackTrial(), fullscreenTrial(study)]
+    : [consentTrial(study), fullscreenTrial(study), instructionsTrial(study, ctx.events)];
   // A practice block is done where the participant has not yet passed it and its main trials
   // are still ahead (a block whose trials were answered is not asked for again).
   const firstLeft = remaining.length > 0 ? remaining[0].index : Infinity;

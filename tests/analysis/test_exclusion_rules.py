@@ -45,6 +45,7 @@ def test_the_default_rules_are_the_imi_thresholds() -> None:
         "min_total_seconds": 135.0,
         "max_total_seconds": 2500.0,
         "max_practice_attempts": 3,
+        "max_image_wait_seconds": None,  # not an IMI rule: off
     }
     assert ExclusionRules() == IMI_RULES
 
@@ -162,3 +163,16 @@ def test_decide_exclusions_gives_one_decision_per_session() -> None:
     decisions = decide_exclusions(sessions)
     assert decisions["s-0001"].excluded is False
     assert decisions["s-0002"].codes == ("practice_attempts_many",)
+
+
+@pytest.mark.parametrize(
+    ("waited", "excluded_with"),
+    [(None, "image_wait_missing"), (120.0, None), (120.5, "image_wait_long"), (0.0, None)],
+)
+def test_a_study_can_exclude_sessions_that_waited_long_for_their_images(
+    waited: float | None, excluded_with: str | None
+) -> None:
+    rules = replace(IMI_RULES, max_image_wait_seconds=120.0)
+    decision = decide_exclusion(session(image_wait_seconds=waited), rules)
+    assert decision.codes == (() if excluded_with is None else (excluded_with,))
+    assert decide_exclusion(session(image_wait_seconds=waited)).codes == ()  # off by default

@@ -51,3 +51,9 @@ def test_a_database_url_that_is_not_postgres_is_refused() -> None:
     result = import_settings(DATABASE_URL="sqlite:///x.db")
     assert result.returncode != 0
     assert "must point at PostgreSQL" in result.stderr
+
+
+def test_a_frame_ancestor_that_is_not_an_origin_is_refused() -> None:
+    result = import_settings(PARTICIPANT_FRAME_ANCESTORS="https://www.mturk.com,*")
+    assert result.returncode != 0
+    assert "PARTICIPANT_FRAME_ANCESTORS: '*' is not an origin" in result.stderr

@@ -38,3 +38,19 @@ def test_a_missing_build_is_a_clear_503(
     response = client.get(f"/s/{fixture.study.slug}/")
     assert response.status_code == 503
     assert response.content == b"frontend not built: run make"
+
+
+def test_only_mturk_may_frame_the_participant_page_and_nobody_the_admin(
+    client: Client, owner: User, settings: Any, tmp_path: Path
+) -> None:
+    """MTurk shows an ExternalQuestion in an iframe on its worker and sandbox sites."""
+    (tmp_path / "index.html").write_text("<!doctype html><div id=app></div>")
+    settings.FRONTEND_DIST = tmp_path
+    fixture = make_study(owner, platform="mturk")
+    page = client.get(f"/s/{fixture.study.slug}/?assignmentId=A&workerId=W&hitId=H")
+    assert "X-Frame-Options" not in page
+    assert page["Content-Security-Policy"] == (
+        "frame-ancestors 'self' https://www.mturk.com https://workersandbox.mturk.com"
+    )
+    for path in ("/admin/login/", "/api/docs/"):
+        assert client.get(path)["X-Frame-Options"] == "DENY", path

@@ -137,3 +137,14 @@ def practice_per_condition(study: Study, units: UnitSet, n: int) -> None:
             unit = chosen[index % len(chosen)]
             PracticeTrial.objects.create(study=study, index=index, unit=unit, condition=condition)
             index += 1
+
+
+def ready_to_launch(study: Study) -> Study:
+    """Consent and instructions written and one hand-picked practice trial (the presets loop
+    practice until correct), as launching asks (backend/studies/readiness.py)."""
+    study.consent_markdown = "You agree to take part."
+    study.instructions_markdown = "Pick the image that also activates the unit."
+    study.save()
+    unit = next(iter(study.unit_sets.order_by("pk"))).units.order_by("index").first()
+    PracticeTrial.objects.create(study=study, index=0, unit=unit)
+    return study

@@ -39,7 +39,7 @@ def shared_study(owner: User, collaborator: User) -> Study:
         owner, "imi2023", factories.stimulated_unit_set(44), slug="shared-study-slug"
     )
     study.collaborators.add(collaborator)
-    return study
+    return factories.ready_to_launch(study)
 
 
 def api_as(user: User) -> APIClient:
@@ -108,7 +108,9 @@ def test_the_preview_opens_the_participant_page_in_pilot_mode(
     client.force_login(owner)
     response = client.get(f"/admin/studies/study/{shared_study.pk}/preview/")
     assert response.status_code == 302
-    assert response["Location"].endswith(f"/s/shared-study-slug/?pilot={shared_study.pilot_token}")
+    assert response["Location"].endswith(
+        f"/s/shared-study-slug/?pilot={shared_study.pilot_token}&PROLIFIC_PID=preview-{owner.pk}-1"
+    )
 
 
 def test_a_researcher_creates_a_study_from_json_with_a_preset(owner: User) -> None:

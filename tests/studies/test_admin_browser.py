@@ -51,7 +51,9 @@ def test_a_researcher_creates_a_study_from_a_preset_builds_and_previews_it(
     href = page.locator("#study-preview").get_attribute("href")
     response = page.request.get(f"{live_server.url}{href}", max_redirects=0)
     assert response.status == 302
-    assert response.headers["location"].endswith(f"/s/browser-study/?pilot={study.pilot_token}")
+    assert response.headers["location"].endswith(
+        f"/s/browser-study/?pilot={study.pilot_token}&PROLIFIC_PID=preview-{owner.pk}-1"
+    )
 
 
 def test_the_borowski_preset_asks_for_each_conditions_practice_and_builds_once_it_has_it(
@@ -84,3 +86,22 @@ def test_the_borowski_preset_asks_for_each_conditions_practice_and_builds_once_i
         "synthetic",
         "natural",
     ]
+
+
+def test_the_study_page_fits_a_laptop_screen_conditions_included(
+    live_server: Any, page: Any, owner: User, admin_password: str
+) -> None:
+    """The Conditions inline was about 2,400 px wide; the preset comes first on the page."""
+    study = factories.study(owner, "zimmermann2021", factories.stimulated_unit_set(12))
+    page.set_viewport_size({"width": 1366, "height": 768})
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/studies/study/{study.pk}/change/")
+    page.fill("#id_username", owner.username)
+    page.fill("#id_password", admin_password)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#conditions-group table")
+    right = page.evaluate(
+        "document.querySelector('#conditions-group table').getBoundingClientRect().right"
+    )
+    page_width = page.evaluate("document.documentElement.scrollWidth")
+    assert right <= 1366 and page_width <= 1366, (right, page_width)
+    assert page.locator("fieldset h2").first.inner_text() == "Preset and paradigm"

@@ -320,6 +320,7 @@ def test_missing_visualizations_can_be_queued_as_jobs(owner: User, monkeypatch: 
 
 def test_a_live_study_keeps_its_design(owner: User) -> None:
     study = factories.study(owner, "imi2023", factories.stimulated_unit_set(44))
+    factories.ready_to_launch(study)
     services.do_build_task_lists(study)
     services.do_change_state(study, "launch")
     study.refresh_from_db()

@@ -3,9 +3,14 @@
  * three confidence buttons (2 × 3), the lockout, the keyboard mapping, the server-scored feedback
  * and the trial data. Each plugin only builds the rest of its stage (references, base image).
  *
+ * A trial appears only once every one of its images is decoded: until then the stage stays
+ * hidden (no button can be pressed), the page says it is waiting for the connection, and failed
+ * images are fetched again with a growing delay (at once when the browser comes back online).
+ *
  * Keyboard (keys follow the buttons left to right):
  *   top query (choice 0):    1 = guess, 2 = probably, 3 = sure
  *   bottom query (choice 1): 8 = guess, 9 = probably, 0 = sure
+ * The key hints are hidden on touch screens until the participant presses one of these keys.
  */
 import { type JsPsych, ParameterType, type PluginInfo, type TrialType } from "jspsych";
 
@@ -24,6 +29,25 @@ export type OnResponse = (
   rt: number,
   data: Record<string, unknown>,
 ) => Promise<ResponseFeedback | null | undefined>;
+
+/** Called when the feedback appears, with the verdict shown (the answer was sent before it). */
+export type OnFeedbackShown = (correct: boolean) => void;
+
+/** Resolves once the image can be drawn; rejects when it failed to load or decode. */
+export type DecodeImage = (img: HTMLImageElement) => Promise<void>;
+
+/** The browser's decoder: HTMLImageElement.decode(), or the load event where it is missing. */
+export const decodeImage: DecodeImage = (img) => {
+  if (typeof img.decode === "function") return img.decode();
+  if (img.complete && img.naturalWidth > 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    img.addEventListener("load", () => resolve(), { once: true });
+    img.addEventListener("error", () => reject(new Error("image failed")), { once: true });
+  });
+};
+
+/** Longest wait between two tries of a failed image. */
+export const MAX_IMAGE_RETRY_MS = 8000;
 
 /** Key → [choice, confidence]. */
 export const CHOICE_KEYS: Readonly<Record<string, readonly [Choice, Confidence]>> = {
@@ -61,10 +85,18 @@ export const choiceParameters = {
   on_response: { type: ParameterType.FUNCTION, default: null },
   /** Correct answers so far, shown as a running counter; null hides the counter. */
   counter: { type: ParameterType.INT, default: null },
+  /** Called once when the feedback appears (see OnFeedbackShown); null: nobody is told. */
+  on_feedback_shown: { type: ParameterType.FUNCTION, default: null },
   /** CSS size (px) of every image; smaller screens scale it down. */
   image_size_px: { type: ParameterType.INT, default: 100 },
-  /** Longest wait for the images to load before showing them anyway; 0 shows at once. */
-  image_wait_ms: { type: ParameterType.INT, default: 5000 },
+  /** Decodes one image (see DecodeImage); null: the browser's own decoder. */
+  decode_image: { type: ParameterType.FUNCTION, default: null },
+  /** How long the trial waits for its images before it says it is waiting for them. */
+  waiting_message_ms: { type: ParameterType.INT, default: 1000 },
+  /** Delay before a failed image is fetched again; doubles on each failure up to 8 s. */
+  image_retry_ms: { type: ParameterType.INT, default: 1000 },
+  /** A line above the question, e.g. "Practice trial 2 of 5"; null shows none. */
+  label: { type: ParameterType.HTML_STRING, default: null },
   /** The server's index of this trial (main: §3 index; practice: index within the block). */
   study_trial_index: { type: ParameterType.INT, default: null },
   /** True for a practice trial. */
@@ -95,11 +127,18 @@ export const choiceData = {
   client_started_at: { type: ParameterType.STRING },
   /** Client clock (ISO) at the answer. */
   client_answered_at: { type: ParameterType.STRING },
-  /** Time (ms) spent waiting for the images before they were shown. */
+  /** Time (ms) from the trial's start until all its images were decoded and it appeared. */
   load_ms: { type: ParameterType.FLOAT },
-  /** The server's verdict if it arrived in time, else null. */
+  /** Number of images the trial showed. */
+  images: { type: ParameterType.INT },
+  /** Failed image loads that were fetched again before the trial appeared. */
+  image_retries: { type: ParameterType.INT },
+  /** True: every image was decoded before the trial appeared (an answer needs it). */
+  images_loaded: { type: ParameterType.BOOL },
+  /** The verdict shown as feedback; null when none was shown (the answer's own data, sent
+   * before the verdict, has null: on_feedback_shown reports it). */
   correct: { type: ParameterType.BOOL },
-  /** Whether feedback was shown. */
+  /** Whether feedback was shown (false in the answer's own data; see `correct`). */
   feedback_shown: { type: ParameterType.BOOL },
 } as const;
 
@@ -110,12 +149,22 @@ export const choiceData = {
 export type Resolved<I extends PluginInfo> = Required<TrialType<I>>;
 
 type ChoiceInfo = { name: "choice-trial"; parameters: typeof choiceParameters };
-type Nullable = "counter" | "attempt" | "study_trial_index" | "on_response";
+type Nullable =
+  | "counter"
+  | "attempt"
+  | "study_trial_index"
+  | "on_response"
+  | "on_feedback_shown"
+  | "decode_image"
+  | "label";
 export type ChoiceTrial = Omit<Resolved<ChoiceInfo>, Nullable> & {
   counter: number | null;
   attempt: number | null;
   study_trial_index: number | null;
   on_response: OnResponse | null;
+  on_feedback_shown: OnFeedbackShown | null;
+  decode_image: DecodeImage | null;
+  label: string | null;
 };
 
 export interface ChoiceResponse {
@@ -148,6 +197,22 @@ export function referenceGrid(urls: string[], label: string, side: string): HTML
   for (const url of urls) grid.appendChild(imageElement(url, "pl-ref"));
   section.append(heading, grid);
   return section;
+}
+
+/** Set once the participant answers with a key: from then on the key hints show. */
+let keyboardUsed = false;
+
+/** Key hints help keyboard users; a touch screen (phone, tablet) hides them until a key is used. */
+export function keyHintsWanted(win: Window = window): boolean {
+  if (keyboardUsed) return true;
+  const coarse =
+    typeof win.matchMedia === "function" && win.matchMedia("(pointer: coarse)").matches;
+  return !(coarse || (win.navigator.maxTouchPoints ?? 0) > 0);
+}
+
+/** Tests: forget that a key was used. */
+export function resetKeyboardUse(): void {
+  keyboardUsed = false;
 }
 
 function keyHint(choice: Choice, confidence: Confidence): string {
@@ -191,27 +256,86 @@ export function queryColumn(queries: string[]): HTMLElement {
   return column;
 }
 
-function waitForImages(jsPsych: JsPsych, root: HTMLElement, maxWaitMs: number): Promise<void> {
-  const images = [...root.querySelectorAll("img")].filter((img) => !img.complete);
-  if (maxWaitMs <= 0 || images.length === 0) return Promise.resolve();
-  return new Promise((resolve) => {
-    let left = images.length;
-    const one = () => {
-      left -= 1;
-      if (left === 0) resolve();
-    };
-    for (const img of images) {
-      img.addEventListener("load", one, { once: true });
-      img.addEventListener("error", one, { once: true });
+interface ImageLoad {
+  /** Resolves once every image of the trial is decoded. */
+  done: Promise<void>;
+  /** Failed loads fetched again so far. */
+  retries: () => number;
+  count: number;
+}
+
+/**
+ * Decodes every image under `root`, fetching a failed one again after a growing delay (at once
+ * when the browser comes back online), and shows `waiting` with the count while they are not
+ * all there. Never gives up: the trial must not appear with an image missing.
+ */
+function loadImages(
+  jsPsych: JsPsych,
+  root: HTMLElement,
+  trial: ChoiceTrial,
+  waiting: HTMLElement,
+): ImageLoad {
+  const images = [...root.querySelectorAll<HTMLImageElement>("img")];
+  const decode = trial.decode_image ?? decodeImage;
+  let decoded = 0;
+  let retries = 0;
+  const wakers = new Set<() => void>();
+  const wakeAll = () => wakers.forEach((wake) => wake());
+  const say = () => {
+    waiting.hidden = false;
+    waiting.textContent =
+      `Waiting for the connection: ${decoded} of ${images.length} images of this trial ` +
+      "have arrived. The page keeps trying, and the trial starts as soon as they are all here.";
+  };
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const wake = () => {
+        wakers.delete(wake);
+        resolve();
+      };
+      wakers.add(wake);
+      jsPsych.pluginAPI.setTimeout(wake, ms);
+    });
+  const loadOne = async (img: HTMLImageElement) => {
+    const url = img.getAttribute("src") ?? "";
+    for (let failures = 0; ; failures++) {
+      try {
+        await decode(img);
+        decoded += 1;
+        if (!waiting.hidden) say();
+        return;
+      } catch {
+        retries += 1;
+        say();
+        await pause(Math.min(trial.image_retry_ms * 2 ** failures, MAX_IMAGE_RETRY_MS));
+        img.removeAttribute("src"); // setting the same URL again starts a new fetch
+        img.src = url;
+      }
     }
-    jsPsych.pluginAPI.setTimeout(resolve, maxWaitMs);
+  };
+  const slow = jsPsych.pluginAPI.setTimeout(() => {
+    if (decoded < images.length) say();
+  }, trial.waiting_message_ms);
+  window.addEventListener("online", wakeAll);
+  const done = Promise.all(images.map(loadOne)).then(() => {
+    window.removeEventListener("online", wakeAll);
+    clearTimeout(slow);
+    waiting.hidden = true;
   });
+  return { done, retries: () => retries, count: images.length };
 }
 
 function renderTrial(trial: ChoiceTrial, stage: HTMLElement): HTMLElement {
   const root = document.createElement("div");
   root.className = "pl-trial pl-loading";
+  root.classList.toggle("pl-no-keys", !keyHintsWanted());
   root.style.setProperty("--pl-img", `${trial.image_size_px}px`);
+  if (trial.label) {
+    const label = document.createElement("p");
+    label.className = "pl-label";
+    label.innerHTML = trial.label;
+    root.appendChild(label);
+  }
   const question = document.createElement("p");
   question.className = "pl-question";
   question.innerHTML = trial.question;
@@ -226,7 +350,11 @@ function renderTrial(trial: ChoiceTrial, stage: HTMLElement): HTMLElement {
   const feedback = document.createElement("p");
   feedback.className = "pl-feedback";
   feedback.setAttribute("aria-live", "polite");
-  root.append(stage, feedback);
+  const waiting = document.createElement("p");
+  waiting.className = "pl-waiting";
+  waiting.setAttribute("role", "status");
+  waiting.hidden = true;
+  root.append(waiting, stage, feedback);
   return root;
 }
 
@@ -245,6 +373,7 @@ export function runChoiceTrial(
   display.appendChild(root);
   const buttons = [...root.querySelectorAll<HTMLButtonElement>("button.pl-btn")];
   const loadStart = performance.now();
+  const images = loadImages(jsPsych, root, trial, root.querySelector<HTMLElement>(".pl-waiting")!);
   let shownAt = 0;
   let clientStartedAt = "";
   let answered = false;
@@ -267,7 +396,10 @@ export function runChoiceTrial(
     keyboardListener = jsPsych.pluginAPI.getKeyboardResponse({
       callback_function: (info: { key: string }) => {
         const mapped = CHOICE_KEYS[info.key.toLowerCase()];
-        if (mapped) respond({ choice: mapped[0], confidence: mapped[1], device: "keyboard" });
+        if (!mapped) return;
+        keyboardUsed = true;
+        root.classList.remove("pl-no-keys");
+        respond({ choice: mapped[0], confidence: mapped[1], device: "keyboard" });
       },
       valid_responses: Object.keys(CHOICE_KEYS),
       rt_method: "performance",
@@ -298,6 +430,9 @@ export function runChoiceTrial(
       client_started_at: clientStartedAt,
       client_answered_at: new Date().toISOString(),
       load_ms: Math.round((shownAt - loadStart) * 10) / 10,
+      images: images.count,
+      image_retries: images.retries(),
+      images_loaded: true,
       correct: null,
       feedback_shown: false,
       ...extraData,
@@ -316,7 +451,7 @@ export function runChoiceTrial(
     });
   }
 
-  void waitForImages(jsPsych, root, trial.image_wait_ms).then(show);
+  void images.done.then(show);
   return { unlocked };
 }
 
@@ -344,10 +479,19 @@ function afterResponse(
       data.correct = verdict.correct;
       data.feedback_shown = true;
       showFeedback(root, data.choice as Choice, verdict);
+      reportFeedback(trial, verdict.correct);
     }
     // Same pacing whether or not the verdict came in time.
     jsPsych.pluginAPI.setTimeout(finish, trial.feedback_duration_ms);
   }, trial.feedback_delay_ms);
+}
+
+function reportFeedback(trial: ChoiceTrial, correct: boolean): void {
+  try {
+    trial.on_feedback_shown?.(correct);
+  } catch (error) {
+    console.warn("on_feedback_shown failed", error);
+  }
 }
 
 function showFeedback(root: HTMLElement, choice: Choice, verdict: ResponseFeedback): void {
@@ -383,6 +527,9 @@ function simulatedData(jsPsych: JsPsych, trial: ChoiceTrial, options: Record<str
     client_started_at: new Date().toISOString(),
     client_answered_at: new Date().toISOString(),
     load_ms: 0,
+    images: 0,
+    image_retries: 0,
+    images_loaded: true,
     correct: null,
     feedback_shown: false,
   };

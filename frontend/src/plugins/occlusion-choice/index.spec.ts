@@ -16,7 +16,7 @@ function trial(overrides: Record<string, unknown> = {}) {
     lockout_ms: 800,
     feedback_delay_ms: 200,
     feedback_duration_ms: 500,
-    image_wait_ms: 0,
+    decode_image: async () => {},
     study_trial_index: 3,
     ...overrides,
   };

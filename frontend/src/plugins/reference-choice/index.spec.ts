@@ -1,5 +1,6 @@
 import { clickTarget, pressKey, simulateTimeline, startTimeline } from "@jspsych/test-utils";
 
+import { resetKeyboardUse } from "../choice-trial";
 import ReferenceChoicePlugin from ".";
 
 const LEFT = ["/media/img/aa/a1.png", "/media/img/aa/a2.png"];
@@ -16,7 +17,7 @@ function trial(overrides: Record<string, unknown> = {}) {
     lockout_ms: 1000,
     feedback_delay_ms: 300,
     feedback_duration_ms: 1000,
-    image_wait_ms: 0,
+    decode_image: async () => {},
     study_trial_index: 7,
     ...overrides,
   };
@@ -38,7 +39,27 @@ beforeEach(() => {
 
 afterEach(() => {
   vi.useRealTimers();
+  resetKeyboardUse();
+  Reflect.deleteProperty(window.navigator, "maxTouchPoints");
 });
+
+/** A decoder where each listed image fails that many times before it decodes. */
+function flakyDecoder(failures: Record<string, number>) {
+  const left = new Map(Object.entries(failures));
+  return vi.fn(async (img: HTMLImageElement) => {
+    const src = img.getAttribute("src") ?? "";
+    const n = left.get(src) ?? 0;
+    if (n > 0) {
+      left.set(src, n - 1);
+      throw new Error("net::ERR_INTERNET_DISCONNECTED");
+    }
+  });
+}
+
+function waitingText(display: HTMLElement): string | null {
+  const waiting = display.querySelector<HTMLElement>(".pl-waiting")!;
+  return waiting.hidden ? null : waiting.textContent;
+}
 
 describe("reference-choice", () => {
   test("it shows both labelled grids, the question and the two queries with 2 × 3 buttons", async () => {
@@ -234,17 +255,122 @@ describe("reference-choice", () => {
     expect(warn).toHaveBeenCalled();
   });
 
-  test("it waits for the images, up to image_wait_ms, before starting the clock", async () => {
-    const { displayElement, getData } = await startTimeline([trial({ image_wait_ms: 500 })]);
-    expect(displayElement.querySelector(".pl-trial")!.classList.contains("pl-loading")).toBe(true);
-    await vi.advanceTimersByTimeAsync(500);
-    expect(displayElement.querySelector(".pl-trial")!.classList.contains("pl-loading")).toBe(false);
-    await vi.advanceTimersByTimeAsync(1000);
+  test("it keeps the trial hidden and locked until every image is decoded, fetching failed ones again", async () => {
+    const decode = flakyDecoder({ [QUERIES[0]]: 2 });
+    const { displayElement, getData, expectRunning } = await startTimeline([
+      trial({ decode_image: decode, image_retry_ms: 1000 }),
+    ]);
+    const trialRoot = displayElement.querySelector(".pl-trial")!;
+    expect(trialRoot.classList.contains("pl-loading")).toBe(true);
+    expect(waitingText(displayElement)).toContain("Waiting for the connection: 6 of 7 images");
 
+    await vi.advanceTimersByTimeAsync(1000); // the first retry fails too; the next waits 2 s
+    await pressKey("1");
+    await clickTarget(button(displayElement, 0, 1));
+    expect(trialRoot.classList.contains("pl-loading")).toBe(true);
+    expect(buttons(displayElement).every((b) => b.disabled)).toBe(true);
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(trialRoot.classList.contains("pl-loading")).toBe(false);
+    expect(waitingText(displayElement)).toBeNull();
+    await expectRunning();
+
+    await vi.advanceTimersByTimeAsync(1000);
     await pressKey("2");
     await vi.advanceTimersByTimeAsync(1300);
 
-    expect(getData().values()[0]).toMatchObject({ rt: 1000, load_ms: 500 });
+    expect(decode).toHaveBeenCalledTimes(7 + 2);
+    expect(getData().values()[0]).toMatchObject({
+      choice: 0,
+      rt: 1000,
+      load_ms: 3000,
+      images: 7,
+      image_retries: 2,
+      images_loaded: true,
+    });
+  });
+
+  test("a trial whose images never load never appears, and retries at once when back online", async () => {
+    const decode = flakyDecoder({ [RIGHT[1]]: 1000 });
+    const onResponse = vi.fn(async () => null);
+    const { displayElement, expectRunning } = await startTimeline([
+      trial({ decode_image: decode, on_response: onResponse }),
+    ]);
+    for (let second = 0; second < 120; second += 10) {
+      await vi.advanceTimersByTimeAsync(10_000);
+      await pressKey("3");
+    }
+    expect(displayElement.querySelector(".pl-trial")!.classList.contains("pl-loading")).toBe(true);
+    expect(waitingText(displayElement)).toContain("6 of 7 images");
+    expect(onResponse).not.toHaveBeenCalled();
+    await expectRunning();
+
+    const tries = decode.mock.calls.length;
+    window.dispatchEvent(new Event("online"));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(decode.mock.calls.length).toBe(tries + 1);
+  });
+
+  test("it says it waits for the connection only once loading is slow", async () => {
+    let arrive: () => void = () => {};
+    const slow = new Promise<void>((resolve) => (arrive = resolve));
+    const { displayElement } = await startTimeline([
+      trial({ decode_image: () => slow, waiting_message_ms: 1000 }),
+    ]);
+    await vi.advanceTimersByTimeAsync(999);
+    expect(waitingText(displayElement)).toBeNull();
+    await vi.advanceTimersByTimeAsync(1);
+    expect(waitingText(displayElement)).toContain("0 of 7 images");
+
+    arrive();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(waitingText(displayElement)).toBeNull();
+    expect(displayElement.querySelector(".pl-trial")!.classList.contains("pl-loading")).toBe(false);
+  });
+
+  test("it reports the verdict it showed, and nothing when it showed none", async () => {
+    const shown = vi.fn();
+    const { displayElement } = await startTimeline([
+      trial({ on_response: async () => ({ correct: false }), on_feedback_shown: shown }),
+    ]);
+    await vi.advanceTimersByTimeAsync(1000);
+    await clickTarget(button(displayElement, 1, 3));
+    await vi.advanceTimersByTimeAsync(300);
+    expect(shown).toHaveBeenCalledWith(false);
+
+    const never = vi.fn();
+    await startTimeline([
+      trial({ on_response: () => new Promise(() => {}), on_feedback_shown: never }),
+    ]);
+    await vi.advanceTimersByTimeAsync(1000);
+    await pressKey("1");
+    await vi.advanceTimersByTimeAsync(1300);
+    expect(never).not.toHaveBeenCalled();
+  });
+
+  test("it shows its label, e.g. that it is a practice trial", async () => {
+    const { displayElement } = await startTimeline([
+      trial({ practice: true, label: "Practice trial 2 of 5" }),
+    ]);
+
+    expect(displayElement.querySelector(".pl-label")!.textContent).toBe("Practice trial 2 of 5");
+  });
+
+  test("a touch screen hides the key hints until a key is used", async () => {
+    Object.defineProperty(window.navigator, "maxTouchPoints", { value: 5, configurable: true });
+    const { displayElement } = await startTimeline([trial()]);
+    const trialRoot = displayElement.querySelector(".pl-trial")!;
+    expect(trialRoot.classList.contains("pl-no-keys")).toBe(true);
+    await vi.advanceTimersByTimeAsync(1000);
+
+    await pressKey("9");
+    expect(trialRoot.classList.contains("pl-no-keys")).toBe(false);
+  });
+
+  test("a mouse-and-keyboard screen shows the key hints", async () => {
+    const { displayElement } = await startTimeline([trial()]);
+
+    expect(displayElement.querySelector(".pl-trial")!.classList.contains("pl-no-keys")).toBe(false);
+    expect(displayElement.querySelector(".pl-key")!.textContent).toBe("1");
   });
 });
 
