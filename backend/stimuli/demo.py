@@ -57,7 +57,8 @@ def ensure_image_set(command: BaseCommand) -> ImageSet:
     if image_set is None:
         image_set = ImageSet.objects.create(
             name=IMAGE_SET, origin=ImageSet.Origin.DEMO,
-            description="Crops and flips of scikit-image's bundled natural images",
+            description="Crops of the 42 natural photos that ship offline (scikit-image, "
+            "foolbox's ImageNet photos, scikit-learn)",
         )  # fmt: skip
     command.stdout.write("Importing the demo image set on the worker…")
     run_on_worker(

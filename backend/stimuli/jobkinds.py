@@ -172,6 +172,8 @@ def plan_exemplars(params: dict[str, Any]) -> list[ShardPlan]:
     unit_sets = list(UnitSet.objects.filter(pk__in=params.get("unit_sets", [])))
     if not unit_sets or len(unit_sets) != len(set(params["unit_sets"])):
         raise ValidationError("name existing unit sets to compute exemplars for")
+    if params.get("distinct_sources") not in (None, True, False):
+        raise ValidationError("distinct_sources must be true or false")
     return image_ranges(params.get("image_set"), params)
 
 

@@ -90,7 +90,7 @@ class ImageSet(models.Model):
     class Origin(models.TextChoices):
         FOLDER = "folder", "server folder (ImageFolder layout)"
         ZIP = "zip", "uploaded ZIP"
-        DEMO = "demo", "built-in demo set (scikit-image's natural images)"
+        DEMO = "demo", "built-in demo set (the natural photos that ship offline)"
 
     name = models.SlugField(max_length=80, unique=True)
     description = models.TextField(blank=True)
