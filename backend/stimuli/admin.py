@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import (
     FileResponse,
+    Http404,
     HttpRequest,
     HttpResponse,
     HttpResponseRedirect,
@@ -35,6 +36,7 @@ from backend.stimuli.models import (
     UnitSet,
     Visualization,
 )
+from backend.studies import permissions
 
 
 class NetworkForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -468,6 +470,16 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
+        """A researcher's own jobs (superusers: all), on every page and JSON endpoint."""
+        return permissions.visible_jobs(request.user)
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: Any = None) -> Any:
+        job = super().get_object(request, object_id, from_field)
+        if job is None:
+            raise Http404("No such job.")
+        return job
+
     @admin.display(description="works on")
     def subject(self, job: Job) -> str:
         return job_subject(job.params or {})
@@ -528,13 +540,13 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def progress_json(self, request: HttpRequest) -> JsonResponse:
         ids = [int(i) for i in request.GET.get("ids", "").split(",") if i.isdigit()][:200]
-        rows = Job.objects.filter(pk__in=ids)
+        rows = self.get_queryset(request).filter(pk__in=ids)
         return JsonResponse({"jobs": [job.as_progress() for job in rows]})
 
     def cancel_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
         if request.method != "POST":
             return JsonResponse({"detail": "POST to cancel the job."}, status=405)
-        job = Job.objects.filter(pk=job_id).first()
+        job = self.get_queryset(request).filter(pk=job_id).first()
         if job is None:
             return JsonResponse({"detail": f"job {job_id} does not exist"}, status=404)
         try:

@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from backend.core.errors import ApiError
 from backend.stimuli import services
 from backend.stimuli.models import Job
+from backend.studies import permissions
 from backend.studies.api import IsResearcher
 
 JOB_SCHEMA = inline_serializer(
@@ -40,8 +41,7 @@ JOB_SCHEMA = inline_serializer(
 
 def visible_jobs(user: Any) -> QuerySet[Job]:
     """Jobs a researcher may follow: their own (superusers: all)."""
-    jobs = Job.objects.all()
-    return jobs if user.is_superuser else jobs.filter(created_by=user)
+    return permissions.visible_jobs(user)
 
 
 def job_body(job: Job) -> dict[str, Any]:

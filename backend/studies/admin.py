@@ -170,7 +170,7 @@ class TaskListAdmin(ResearcherReadOnly, admin.ModelAdmin):  # type: ignore[type-
 
     list_display = ["__str__", "study", "index", "sessions_started", "sessions_completed",
                     "valid_results", "retired"]  # fmt: skip
-    list_filter = ["study"]
+    list_filter = [("study", admin.RelatedOnlyFieldListFilter)]  # the plain one lists every study
     readonly_fields = ["study", "index", "seed", "condition_order", "practice_blocks",
                        "sessions_started",
                        "sessions_completed", "valid_results", "retired"]  # fmt: skip

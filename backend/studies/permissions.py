@@ -1,5 +1,7 @@
-"""Who may see a study: its owner and its collaborators (and superusers). Anyone else gets a
-404 from the admin and the API, as if the study did not exist."""
+"""Who may see what. A study: its owner and its collaborators (and superusers); what hangs off a
+study (task lists, sessions, their participants) follows it. A job: the researcher who queued it
+(and superusers). Anyone else gets a 404 from the admin and the API, as
+if the object did not exist; every admin page and endpoint goes through these helpers."""
 
 from __future__ import annotations
 
@@ -17,6 +19,33 @@ def visible_studies(user: Any) -> QuerySet[Study]:
     if user.is_superuser:
         return Study.objects.all()
     return Study.objects.filter(Q(owner=user) | Q(collaborators=user)).distinct()
+
+
+def visible_sessions(user: Any) -> QuerySet[Any]:
+    from backend.participation.models import Session
+
+    return Session.objects.filter(study__in=visible_studies(user))
+
+
+def visible_participants(user: Any) -> QuerySet[Any]:
+    """Participants with a session in a study the user may see (an identity that took part in
+    other studies too shows nothing of those)."""
+    from backend.participation.models import Participant
+
+    return Participant.objects.filter(sessions__in=visible_sessions(user)).distinct()
+
+
+def _own(user: Any, objects: QuerySet[Any], field: str) -> QuerySet[Any]:
+    if not user.is_authenticated or not user.is_active:
+        return objects.none()
+    return objects if user.is_superuser else objects.filter(**{field: user})
+
+
+def visible_jobs(user: Any) -> QuerySet[Any]:
+    """Jobs a researcher may follow: their own (superusers: all)."""
+    from backend.stimuli.models import Job
+
+    return _own(user, Job.objects.all(), "created_by")
 
 
 def can_see(user: Any, study: Study) -> bool:
