@@ -40,6 +40,7 @@ from backend.participation.models import (
     SessionEvent,
 )
 from backend.participation.trial_keys import trial_key
+from backend.studies import permissions
 from backend.studies.models import Study, TaskList
 
 HOLDING_STATES = (Session.State.ACTIVE, Session.State.COMPLETED)
@@ -183,8 +184,11 @@ def _check_open(study: Study, arrival: recruitment.Arrival) -> None:
 
 
 def _took_excluded_study(study: Study, arrival: recruitment.Arrival) -> bool:
+    """Only studies the owner may see count (one set before the admin narrowed its choices to
+    those would make this endpoint tell who took part in another researcher's study)."""
+    excluded = study.excluded_studies.filter(pk__in=permissions.visible_studies(study.owner))
     return Session.objects.filter(
-        study__in=study.excluded_studies.all(),
+        study__in=excluded,
         participant__platform=arrival.platform,
         participant__platform_id=arrival.platform_id,
         is_pilot=False,

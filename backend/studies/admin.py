@@ -51,7 +51,9 @@ class StudyForm(forms.ModelForm):  # type: ignore[type-arg]
         super().__init__(*args, **kwargs)
         excluded = self.fields.get("excluded_studies")
         if isinstance(excluded, forms.ModelMultipleChoiceField) and self.instance.pk:
-            excluded.queryset = Study.objects.exclude(pk=self.instance.pk)
+            # The admin has already narrowed the choices to the studies the researcher may see.
+            shown = excluded.queryset if excluded.queryset is not None else Study.objects.none()
+            excluded.queryset = shown.exclude(pk=self.instance.pk)
 
     def clean_excluded_studies(self) -> Any:
         studies = self.cleaned_data.get("excluded_studies")
@@ -282,6 +284,13 @@ class StudyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         owns = obj is None or obj.owner_id == request.user.pk or request.user.is_superuser
         return permissions.is_researcher(request.user) and owns
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        """Only studies the researcher may see can be excluded: listing others would show their
+        titles, and excluding one would make the start endpoint tell who took part in it."""
+        if db_field.name == "excluded_studies":
+            kwargs["queryset"] = permissions.visible_studies(request.user)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     # --- saving ----------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Every admin page and JSON endpoint shows a researcher only what they may see: the sessions
-and participants of their own studies (owner or collaborator) and their own jobs. The standing
-users hold every view permission here, so what hides an object is the scoping, not a missing
-permission."""
+and participants of their own studies (owner or collaborator), their own jobs, and only their
+own studies as studies to exclude. The standing users hold every view permission here, so what
+hides an object is the scoping, not a missing permission."""
 
 from __future__ import annotations
 
@@ -108,3 +108,33 @@ def test_an_outsider_cannot_follow_or_cancel_another_researcher_s_job(
     followed = owner.get(f"/admin/stimuli/job/progress.json?ids={job.pk}").json()
     assert [row["id"] for row in followed["jobs"]] == [job.pk]
     assert f'data-job="{job.pk}"' in owner.get("/admin/stimuli/job/").content.decode()
+
+
+def test_the_excluded_studies_picker_lists_only_the_researcher_s_studies(
+    everyone: dict[str, User], owned: dict[str, Any], foreign: Study
+) -> None:
+    other_own = make_study(everyone["owner"], title="Owner earlier study").study
+    client = as_user(everyone["owner"])
+    page = client.get(f"/admin/studies/study/{owned['study'].pk}/change/").content.decode()
+    assert "Owner earlier study" in page
+    assert "Outsider secret study" not in page and foreign.slug not in page
+    assert other_own.pk != foreign.pk
+
+
+def test_another_researcher_s_study_cannot_be_excluded_nor_used_as_an_oracle(
+    client: Client, everyone: dict[str, User], owned: dict[str, Any], foreign: Study
+) -> None:
+    foreign_session = Session.objects.create(
+        study=foreign, participant=owned["participant"], task_list=foreign.task_lists.first(),
+        last_activity_at=timezone.now(),
+    )  # fmt: skip
+    study = owned["study"]
+    study.excluded_studies.add(foreign)  # as it could be set before the picker was narrowed
+    Session.objects.filter(pk=owned["session"].pk).delete()
+    start = client.post(
+        f"/api/v1/studies/{study.slug}/sessions",
+        {"platform": {"PROLIFIC_PID": SECRET_PID, "SESSION_ID": "S"}},
+        content_type="application/json",
+    )
+    assert start.status_code == 201, start.content  # not "identity_excluded"
+    assert foreign_session.pk
