@@ -35,6 +35,7 @@ from backend.analysis.tidy import (
     OPTIONAL_COLUMNS,
     ResponseRow,
 )
+from backend.core import csvcells
 
 CSV_CHUNK_ROWS = 1_000
 PARQUET_BATCH_ROWS = 10_000  # rows held at once: about 20 MiB of tidy rows and their arrays
@@ -94,7 +95,7 @@ def _csv_cells(row: ResponseRow) -> list[Any]:
             cells[position] = cells[position].isoformat()
     for position in _LIST_POSITIONS:
         cells[position] = _join_list(cells[position])
-    return cells
+    return csvcells.safe_row(cells)
 
 
 def _join_list(items: tuple[str, ...]) -> str:
@@ -273,6 +274,7 @@ def _empty(column: str) -> object:
 
 
 def _parse_value(column: str, raw: str) -> object:
+    raw = csvcells.unescape_cell(raw)  # what our own export escaped reads back as it was
     parse = _PARSERS.get(column)
     if parse is None:  # plain text, kept as written
         if column in REQUIRED_IMPORT_COLUMNS and not raw.strip():

@@ -16,6 +16,7 @@ from django.db.models import Count, Q
 
 from backend.analysis.models import SessionExclusion
 from backend.analysis.services import VALID_RESULTS_PER_TASK_LIST
+from backend.core import csvcells
 from backend.participation.models import Participant, Response, Session
 from backend.studies.models import Study
 
@@ -150,5 +151,5 @@ def submissions_csv(study: Study, *, valid: bool) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=SUBMISSION_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(submissions(study, valid=valid))
+    writer.writerows(csvcells.safe_dict(row) for row in submissions(study, valid=valid))
     return buffer.getvalue()

@@ -15,6 +15,7 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from backend.core import csvcells
 from backend.stimuli import jobkinds
 from backend.stimuli.models import (
     ExemplarSet,
@@ -207,14 +208,14 @@ def image_set_archive(image_set: ImageSet) -> Any:
     handle = tempfile.TemporaryFile()  # noqa: SIM115 - returned open; the response closes it
     table = io.StringIO()
     writer = csv.writer(table)
-    writer.writerow(["name", "label", "source"])
+    writer.writerow(["name", "label", "source"])  # cells escaped against formulas, read back
     with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
         members = image_set.members.select_related("image").order_by("position")
         for member in members:
             name = member.original_name or _default_name(member)
             with default_storage.open(str(member.image.file.name), "rb") as image:
                 archive.writestr(name, image.read())
-            writer.writerow([name, member.label, member.source])
+            writer.writerow(csvcells.safe_row([name, member.label, member.source]))
         archive.writestr(imagesets.IMAGES_CSV, table.getvalue())
     handle.seek(0)
     return handle

@@ -234,10 +234,18 @@ def _read_sources(data: bytes, report: ImportReport) -> dict[str, str]:
         return {}
     sources = {}
     for row in rows:
-        row = {(key or "").strip(): (value or "").strip() for key, value in row.items()}
+        row = {(key or "").strip(): _unescape((value or "").strip()) for key, value in row.items()}
         if row.get("name") and row.get("source"):
             sources[row["name"].removeprefix("./")] = row["source"]
     return sources
+
+
+def _unescape(cell: str) -> str:
+    """A cell PsyLens wrote with a `'` against spreadsheet formulas (backend.core.csvcells),
+    as it was."""
+    if cell.startswith("'") and re.match(r"'*[=+\-@\t\r]", cell):
+        return cell[1:]
+    return cell
 
 
 def _report_unmatched(sources: dict[str, str], found: set[str], report: ImportReport) -> None:
