@@ -220,6 +220,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Strict JSON (backend/core/strictjson.py); forms for the researcher API's browsable pages.
+    "DEFAULT_PARSER_CLASSES": [
+        "backend.core.strictjson.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "EXCEPTION_HANDLER": "backend.core.errors.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {"session_create": env_str("SESSION_CREATE_RATE", "30/minute")},
     # Proxies in front of gunicorn whose X-Forwarded-For entries are trusted for per-IP limits

@@ -3,7 +3,6 @@ shape the answer. No authentication: the session token in the URL is the credent
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
@@ -15,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
+from backend.core import strictjson
 from backend.core.errors import ApiError
 from backend.participation import payloads, services
 from backend.participation.answer_statement import Recorded, record_in_order
@@ -114,10 +114,6 @@ def acknowledgement(recorded: Recorded) -> dict[str, Any]:
     return body
 
 
-def _strict_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def answer_in_order(request: HttpRequest, token: str, trial_index: int) -> HttpResponse | None:
     """The common PUT (a well-formed body, the session's next trial) without DRF's request and
     response machinery, which costs more than the statement; None hands the request to DRF,
@@ -128,8 +124,8 @@ def answer_in_order(request: HttpRequest, token: str, trial_index: int) -> HttpR
     if int(length) > MAX_BODY_BYTES:
         return None
     try:
-        data = json.loads(request.body, parse_constant=_strict_constant)
-    except ValueError:
+        data = strictjson.loads(request.body)
+    except strictjson.BadJson:  # DRF's parser refuses it with the reason
         return None
     answer = plain_answer(data)
     if answer is None:

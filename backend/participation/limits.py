@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from django.conf import settings
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
 from backend.core.errors import ApiError
+from backend.core.strictjson import StrictJSONParser
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -28,8 +28,9 @@ def too_large() -> ApiError:
     return ApiError("too_large", f"The request body is over {MAX_BODY_BYTES // 1024} KiB.", 413)
 
 
-class CappedJSONParser(JSONParser):
-    """JSON bodies of at most MAX_BODY_BYTES; a larger one is refused before it is parsed."""
+class CappedJSONParser(StrictJSONParser):
+    """Strict JSON bodies of at most MAX_BODY_BYTES; a larger one is refused before it is
+    parsed."""
 
     def parse(
         self,

@@ -89,9 +89,9 @@ def test_a_choice_not_offered_is_refused_without_a_write(api: Api, owner: User) 
 @pytest.mark.parametrize(
     ("body", "error"),
     [
-        ('{"choice": 0, "confidence": 2, "rt_ms": 1, "raw": {"huge": 1e400}}', "invalid"),
+        ('{"choice": 0, "confidence": 2, "rt_ms": 1, "raw": {"huge": 1e400}}', "parse_error"),
         ('{"choice": 0, "confidence": 2, "rt_ms": NaN}', "parse_error"),
-        ('{"choice": 0, "confidence": 2, "rt_ms": 1e400}', "invalid"),
+        ('{"choice": 0, "confidence": 2, "rt_ms": 1e400}', "parse_error"),
         ('{"choice": 0, "confidence": 2, "rt_ms": 1', "parse_error"),
         ("[0, 2, 1]", "invalid"),
     ],
