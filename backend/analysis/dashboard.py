@@ -6,7 +6,7 @@ layer and by basis and their unit lines are computed by the same code over their
 
 `study_results` is cached (Django's cache, i.e. Redis) under a key that changes whenever a
 response arrives or a decision changes (`results_version`), so a page refresh between answers
-costs one small query.
+costs one small query; while Redis is down the results are computed without it.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.core.cache import cache
 from django.core.files.storage import default_storage
 
 from backend.analysis import statistics
 from backend.analysis.models import ImportedDataset
 from backend.analysis.rows import imported_rows, latest_moment, study_rows
 from backend.analysis.tidy import ResponseRow, analysed_rows
+from backend.core import softcache
 from backend.stimuli.models import Image
 from backend.studies.models import Study, Trial
 
@@ -102,28 +102,28 @@ def study_results(study: Study, version: str, *, include_excluded: bool = False)
     sessions, or of every completed session (`include_excluded`, to look at what the rules
     left out)."""
     key = f"psylens:results:{version}:{'all' if include_excluded else 'valid'}"
-    cached = cache.get(key)
-    if cached is None:
+
+    def compute() -> Results:
         rows = study_rows(study, include_practice=False)
-        cached = compute_results(analysed_rows(rows, include_excluded=include_excluded))
-        cached = _with_unit_images(study, cached)
-        cache.set(key, cached, CACHE_SECONDS)
-    return cached  # type: ignore[no-any-return]
+        results = compute_results(analysed_rows(rows, include_excluded=include_excluded))
+        return _with_unit_images(study, results)
+
+    return softcache.get_or_compute(key, compute, CACHE_SECONDS)
 
 
 def imported_results(dataset: ImportedDataset) -> Compared:
     """The dataset's results; cached for good (an import is never changed)."""
     key = f"psylens:imported:v2:{dataset.pk}:{dataset.imported_at.isoformat()}"
-    cached = cache.get(key)
-    if cached is None:
+
+    def compute() -> Compared:
         results = compute_results(analysed_rows(imported_rows(dataset)))
-        cached = Compared(
+        return Compared(
             dataset.pk, dataset.name, results.analysed_trials,
             **{grouping: getattr(results, grouping) for grouping in COMPARED_GROUPINGS},
             units=results.units,
         )  # fmt: skip
-        cache.set(key, cached, CACHE_SECONDS)
-    return cached  # type: ignore[no-any-return]
+
+    return softcache.get_or_compute(key, compute, CACHE_SECONDS)
 
 
 def with_compared(results: Results, study_label: str, compared: list[Compared]) -> Results:

@@ -12,11 +12,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from django.core.cache import cache  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from backend.analysis.dashboard import CACHE_SECONDS, Cell, Results  # noqa: E402
+from backend.core import softcache  # noqa: E402
 
 FIGURE_SIZE = (5.0, 2.8)  # inches
 # The <img> attributes of a figure: its aspect ratio, so the page keeps the figure's place
@@ -113,8 +113,4 @@ def svg(figure: Figure) -> str:
 def cached_svg(name: str, version: str, results: Results) -> str:
     """The named figure as SVG text, drawn once per results version."""
     key = f"psylens:plot:{name}:{version}"
-    drawn = cache.get(key)
-    if drawn is None:
-        drawn = svg(FIGURES[name](results))
-        cache.set(key, drawn, CACHE_SECONDS)
-    return str(drawn)
+    return softcache.get_or_compute(key, lambda: svg(FIGURES[name](results)), CACHE_SECONDS)
