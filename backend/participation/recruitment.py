@@ -30,6 +30,10 @@ MTURK_DEFAULT_SUBMIT = "https://www.mturk.com"
 PROLIFIC_COMPLETE = "https://app.prolific.com/submissions/complete?cc="
 PLATFORM_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,100}$")
 PILOT_STATES = frozenset({Study.State.DRAFT, Study.State.PILOT, Study.State.LIVE})
+# The platform's id of one submission: what binds a resumed session to the participant who
+# started it (docs/participant-api.md §1).
+SUBMISSION_KEYS: dict[str, str] = {Participant.Platform.PROLIFIC: "SESSION_ID",
+                   Participant.Platform.MTURK: "assignmentId"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,17 @@ def _platform_id(params: dict[str, str], key: str, platform_name: str) -> str:
     if not PLATFORM_ID.match(value):
         raise ApiError("invalid_platform", f"The {key} in the link is not valid.")
     return value
+
+
+def resume_refused_message(platform: str) -> str:
+    names: dict[str, str] = {Participant.Platform.PROLIFIC: "Prolific submission",
+                             Participant.Platform.MTURK: "MTurk assignment"}  # fmt: skip
+    where = names.get(platform, "link")
+    return (
+        "This study was already started with your participant ID from another "
+        f"{where}. To continue, open the study again from the same {where}, in the browser "
+        "you started it in; if you did not start it, please contact the researcher."
+    )
 
 
 def _subset(params: dict[str, str], keys: tuple[str, ...]) -> dict[str, str]:

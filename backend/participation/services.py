@@ -18,6 +18,7 @@ takes the careful path here.
 
 from __future__ import annotations
 
+import secrets
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -137,6 +138,7 @@ def do_start_session(
     arrival = recruitment.arrival_from(study, platform)
     existing = _existing_session(study, arrival, resume_token)
     if existing is not None:
+        _check_may_resume(existing, arrival, resume_token)
         return _resume(existing, status=403), False
     _check_open(study, arrival)
     platform_name, platform_id = arrival.identity()
@@ -150,7 +152,25 @@ def do_start_session(
         session = Session.objects.get(
             study=study, participant__platform=platform_name, participant__platform_id=platform_id
         )
+        _check_may_resume(session, arrival, resume_token)
         return _resume(session, status=403), False
+
+
+def _check_may_resume(session: Session, arrival: recruitment.Arrival, token: str | None) -> None:
+    """Knowing a participant's platform id is not enough to take their session over: resuming
+    needs the session's token (the page keeps it, so a reload in the same browser needs no
+    more) or the platform's per-submission id that started it (Prolific's SESSION_ID, MTurk's
+    assignmentId), which only that participant's platform link carries. Pilots are exempt."""
+    if arrival.is_pilot or arrival.platform_id is None:
+        return
+    if token and secrets.compare_digest(token.encode(), session.token.encode()):
+        return
+    key = recruitment.SUBMISSION_KEYS.get(arrival.platform, "")
+    stored = str((session.platform_params or {}).get(key, ""))
+    presented = arrival.params.get(key, "")
+    if stored and presented and secrets.compare_digest(stored.encode(), presented.encode()):
+        return
+    raise ApiError("resume_refused", recruitment.resume_refused_message(arrival.platform), 403)
 
 
 def _existing_session(
