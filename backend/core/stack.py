@@ -2,7 +2,8 @@
 
 `demo` starts what the environment does not provide (embedded PostgreSQL and Redis when
 DATABASE_URL / REDIS_URL are unset), migrates, ensures an admin account and the demo data, then
-runs a real Celery worker and gunicorn until Ctrl-C, which stops everything it started.
+runs a real Celery worker and gunicorn until Ctrl-C, which stops everything it started. A child
+that stops (a killed worker) is started again and the rest keep running (`Supervisor`).
 `run -- CMD` does the same set-up of servers for one command (the test suite) and stops them after.
 """
 
@@ -97,6 +98,61 @@ def wait_until_serving(port: int, children: list[subprocess.Popen[bytes]]) -> No
         time.sleep(0.2)
 
 
+class CrashLoop(services.LocalServiceError):
+    """A child that stops again and again: restarting it no longer helps."""
+
+
+class Supervisor:
+    """Keeps named children running: one that stops is logged and started again, the others are
+    left alone (one killed Celery worker must not take the participant site down). A child that
+    stopped MAX_RESTARTS times within RESTART_WINDOW seconds raises CrashLoop."""
+
+    MAX_RESTARTS = 5
+    RESTART_WINDOW = 60.0
+
+    def __init__(self, commands: dict[str, list[str]], env: dict[str, str]) -> None:
+        self.commands, self.env = commands, env
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.restarts: dict[str, list[float]] = {name: [] for name in commands}
+
+    def start(self) -> None:
+        for name, command in self.commands.items():
+            self.children[name] = start_process(name, command, self.env)
+
+    def processes(self) -> list[subprocess.Popen[bytes]]:
+        return list(self.children.values())
+
+    def check(self) -> list[str]:
+        """Start again every child that stopped; returns their names."""
+        restarted = []
+        for name, child in self.children.items():
+            code = child.poll()
+            if code is None:
+                continue
+            now = time.monotonic()
+            recent = [t for t in self.restarts[name] if now - t < self.RESTART_WINDOW] + [now]
+            self.restarts[name] = recent
+            if len(recent) > self.MAX_RESTARTS:
+                raise CrashLoop(f"{name} stopped {len(recent)} times in a minute; see {LOG_DIR}")
+            print(f"{name} stopped (exit code {code}); starting it again. Log: "
+                  f"{LOG_DIR / (name + '.log')}", file=sys.stderr, flush=True)  # fmt: skip
+            self.children[name] = start_process(name, self.commands[name], self.env)
+            restarted.append(name)
+        return restarted
+
+    def run(self, poll_seconds: float = 0.5) -> None:
+        """Until Ctrl-C (or CrashLoop)."""
+        try:
+            while True:
+                self.check()
+                time.sleep(poll_seconds)
+        except KeyboardInterrupt:
+            pass
+
+    def stop(self) -> None:
+        stop_processes(self.processes())
+
+
 def interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
@@ -111,12 +167,10 @@ def demo(port: int) -> int:
         env.setdefault("PSYLENS_BASE_URL", f"http://127.0.0.1:{port}")
         manage(env, "migrate", "--noinput", "-v", "0")
         manage(env, "ensure_admin")
-        children = [
-            start_process("worker", worker_command(), env),
-            start_process("web", web_command(port), env),
-        ]
+        supervisor = Supervisor({"worker": worker_command(), "web": web_command(port)}, env)
+        supervisor.start()
         try:
-            wait_until_serving(port, children)
+            wait_until_serving(port, supervisor.processes())
             print(f"\nPsyLens is serving after {time.monotonic() - started:.1f} s.")
             print(f"  Admin:  http://127.0.0.1:{port}/admin/")
             print(f"  Health: http://127.0.0.1:{port}/readyz")
@@ -125,22 +179,13 @@ def demo(port: int) -> int:
                 manage(env, "seed_demo")
             print(f"Demo ready after {time.monotonic() - started:.1f} s. Press Ctrl-C to stop.\n")
             sys.stdout.flush()
-            wait_for_interrupt(children)
+            supervisor.run()
         except KeyboardInterrupt:
             pass
         finally:
             print("Stopping…", flush=True)
-            stop_processes(children)
+            supervisor.stop()
     return 0
-
-
-def wait_for_interrupt(children: list[subprocess.Popen[bytes]]) -> None:
-    try:
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-        print(f"A child process stopped; see {LOG_DIR}", file=sys.stderr)
-    except KeyboardInterrupt:
-        pass
 
 
 def run(command: list[str]) -> int:
