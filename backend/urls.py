@@ -42,3 +42,5 @@ if settings.SERVE_MEDIA:
 
 handler404 = "backend.core.errors.handler404"
 handler400 = "backend.core.errors.handler400"
+handler403 = "backend.core.errors.handler403"
+handler500 = "backend.core.errors.handler500"

@@ -63,6 +63,21 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Http
     return json_error(request, "not_found", "Not found.", status.HTTP_404_NOT_FOUND)
 
 
+def handler500(request: HttpRequest) -> HttpResponse:
+    """An unexpected error: JSON on the API (the page shows the message; nothing of the error
+    leaves the server), Django's plain page elsewhere. With DEBUG off neither has a traceback."""
+    if not request.path.startswith("/api/"):
+        return defaults.server_error(request)
+    message = "Something went wrong on the server. Please try again in a moment."
+    return json_error(request, "server_error", message, status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+def handler403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if not request.path.startswith("/api/"):
+        return defaults.permission_denied(request, exception or PermissionError())
+    return json_error(request, "forbidden", "Forbidden.", status.HTTP_403_FORBIDDEN)
+
+
 def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if not request.path.startswith("/api/"):
         return defaults.bad_request(request, exception or ValueError())
