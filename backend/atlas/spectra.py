@@ -20,7 +20,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from backend.atlas.models import Spectrum
 from backend.stimuli import jobkinds, services
@@ -186,3 +186,40 @@ def spectra_csv(rows: Iterable[Spectrum]) -> str:
     for spectrum in rows:
         writer.writerow(spectrum_summary(spectrum))
     return buffer.getvalue()
+
+
+# --- Beside human accuracy (the study results page) -----------------------------------------
+
+MIN_LAYERS_FOR_SPEARMAN = 4
+
+
+def layer_code_density(by_layer: Iterable[Any]) -> dict[str, Any]:
+    """Per layer of a study (its results' `by_layer` cells, labelled "source layer"): human
+    accuracy beside the layer's α and participation ratio (its channels' spectrum, the latest
+    computed), and Spearman's ρ across layers of accuracy with each once
+    MIN_LAYERS_FOR_SPEARMAN layers have both."""
+    from scipy.stats import spearmanr
+
+    rows = []
+    for cell in by_layer:
+        network, _, layer = str(cell.label).rpartition(" ")
+        # The cells name the network by its source (or name): the latest spectrum of a
+        # network with that source and layer stands for it.
+        named = Q(layer__network__source=network) | Q(layer__network__name=network)
+        spectrum = (
+            Spectrum.objects.filter(named, layer__name=layer, unit_set__isnull=True)
+            .order_by("-computed_at").first()
+        )  # fmt: skip
+        rows.append({"label": cell.label, "n": cell.n, "accuracy": cell.accuracy,
+                     "alpha": spectrum.alpha if spectrum else None,
+                     "criterion": spectrum.criterion if spectrum else None,
+                     "participation_ratio": spectrum.participation_ratio if spectrum else None,
+                     "spectrum_id": spectrum.pk if spectrum else None})  # fmt: skip
+    correlations = {}
+    for name in ("alpha", "participation_ratio"):
+        pairs = [(r["accuracy"], r[name]) for r in rows if r[name] is not None]
+        if len(pairs) >= MIN_LAYERS_FOR_SPEARMAN:
+            result = spearmanr(*zip(*pairs, strict=True))
+            correlations[name] = {"rho": float(result.statistic), "p": float(result.pvalue),
+                                  "layers": len(pairs)}  # fmt: skip
+    return {"rows": rows, "spearman": correlations, "min_layers": MIN_LAYERS_FOR_SPEARMAN}

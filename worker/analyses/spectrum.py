@@ -328,7 +328,9 @@ def sample_vectors(
     """``acts: [batch, …]`` → the vectors ``[n, D]`` whose covariance is the spectrum's."""
     if config.sampling == "pooled":
         if basis is not None:
-            return basis(acts).double()
+            return basis(acts.contiguous()).double()
+        if acts.ndim == 4:  # in place of position_vectors: no copy of a channels_last map
+            return acts.mean(dim=(2, 3)).double()
         return position_vectors(acts).mean(dim=1).double()
     vectors = position_vectors(acts)  # [batch, positions, C]
     batch, positions, channels = vectors.shape
@@ -364,7 +366,7 @@ def spectrum_sums(
                 with autocast_context(device):
                     acts = truncated(prepare_batch(batch.pixels, device))
                 for name, target in targets.items():
-                    layer = acts[target.tap.key].float().contiguous()
+                    layer = acts[target.tap.key].float()
                     vectors = sample_vectors(layer, batch.image_ids, config, bases[name])
                     if name not in sums:
                         sums[name] = CovarianceSums(vectors.shape[1], device)
