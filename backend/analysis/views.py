@@ -45,6 +45,7 @@ from backend.analysis.dashboard import (
 from backend.analysis.exports import ImportErrorWithLine, iter_csv, write_parquet
 from backend.analysis.models import ImportedDataset
 from backend.analysis.rows import study_rows
+from backend.atlas import spectra
 from backend.participation.models import Session
 from backend.studies import permissions
 from backend.studies.models import Study
@@ -103,6 +104,7 @@ def dashboard(request: HttpRequest, study_id: int) -> HttpResponse:
         "figure_size": plots.FIGURE_ATTRIBUTES,
         "compared_figures": [figure for figure, _ in ACCURACY_TABLES],
         "refresh_ms": int(REFRESH_SECONDS * 1000),
+        "code_density": spectra.layer_code_density(results.by_layer),  # the atlas's spectra
     }
     return render(request, "analysis/dashboard.html", context)
 

@@ -22,3 +22,7 @@ class MeasureAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# Spectra (issue 16): their admin pages live in their own module.
+from backend.atlas import spectra_admin  # noqa: E402, F401

@@ -15,3 +15,9 @@ STEPS: list[Callable[[BaseCommand], None]] = []
 def seed_atlas(command: BaseCommand) -> None:
     for step in STEPS:
         step(command)
+
+
+# Spectra (issue 16): every block of the demo network, and the SAE basis on blocks.4.
+from backend.atlas.spectra_demo import seed_spectra  # noqa: E402
+
+STEPS.append(seed_spectra)

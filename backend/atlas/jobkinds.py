@@ -3,3 +3,9 @@
 the workers is in `backend/atlas/work.py`."""
 
 from __future__ import annotations
+
+from backend.atlas import spectra  # noqa: E402
+from backend.stimuli.jobkinds import JobKind, register  # noqa: E402
+
+# Spectra (issue 16): covariance eigenspectra and random projections per layer and basis.
+register(JobKind(spectra.KIND, "gpu", spectra.plan_spectra, "compute spectra"))

@@ -3,6 +3,15 @@ queues work answers 202 with the Job (`backend.stimuli.api`: `jobs/<id>/` follow
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
+
+from backend.atlas import spectra_api
 
 urlpatterns: list[URLPattern] = []
+
+# Spectra (issue 16)
+urlpatterns += [
+    path("spectra/", spectra_api.Spectra.as_view(), name="atlas-spectra"),
+    path("spectra.csv", spectra_api.SpectraCsv.as_view(), name="atlas-spectra-csv"),
+    path("spectra/<int:pk>/", spectra_api.SpectrumDetail.as_view(), name="atlas-spectrum"),
+]

@@ -8,3 +8,8 @@ from __future__ import annotations
 from backend.stimuli.jobs import KindWork
 
 WORK: dict[str, KindWork] = {}
+
+# Spectra (issue 16): covariance sums per shard; eigenvalues, fit and random projections at merge.
+from backend.atlas import spectra, spectra_work  # noqa: E402
+
+WORK[spectra.KIND] = KindWork(spectra_work.spectrum_shard, spectra_work.compute_spectra)

@@ -1,0 +1,79 @@
+"""Researcher API for spectra: queue one Job for the layers and bases chosen (202, then follow
+it under `jobs/<id>/`), list the per-layer figures, read one spectrum with its eigenvalues and
+projection curves, and download the figures as CSV (one line per layer and basis)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from backend.atlas import spectra
+from backend.core.errors import ApiError
+from backend.stimuli.api import JOB_SCHEMA, job_response
+from backend.studies.api import IsResearcher
+
+FILTERS = [
+    OpenApiParameter("network", int, description="a network's id"),
+    OpenApiParameter("image_set", int, description="an image set's id"),
+]
+
+
+def _int_filter(request: Request, name: str) -> int | None:
+    value = request.query_params.get(name)
+    if value in (None, ""):
+        return None
+    if not str(value).isdigit():
+        raise ApiError("bad_filter", f"{name} must be an id (a whole number), got {value!r}")
+    return int(str(value))
+
+
+def _filtered(request: Request) -> Any:
+    return spectra.spectra_of(_int_filter(request, "network"), _int_filter(request, "image_set"))
+
+
+class Spectra(APIView):
+    permission_classes = [IsResearcher]
+
+    @extend_schema(parameters=FILTERS, responses={200: dict})
+    def get(self, request: Request) -> Response:
+        return Response({"spectra": [spectra.spectrum_summary(s) for s in _filtered(request)]})
+
+    @extend_schema(request=dict, responses={202: JOB_SCHEMA, 400: None})
+    def post(self, request: Request) -> Response:
+        if not isinstance(request.data, dict):
+            raise ApiError("bad_request", "send the job's parameters as a JSON object")
+        try:
+            job = spectra.do_queue_spectra(dict(request.data), request.user)
+        except ValidationError as err:
+            raise ApiError("invalid_parameters", " ".join(err.messages)) from None
+        return job_response(job)
+
+
+class SpectrumDetail(APIView):
+    permission_classes = [IsResearcher]
+
+    @extend_schema(responses={200: dict, 404: None})
+    def get(self, request: Request, pk: int) -> Response:
+        spectrum = spectra.spectra_of().filter(pk=pk).first()
+        if spectrum is None:
+            raise ApiError("not_found", f"spectrum {pk} not found", status_code=404)
+        return Response(
+            {**spectra.spectrum_summary(spectrum), "eigenvalues": spectrum.eigenvalues,
+             "details": spectrum.details}
+        )  # fmt: skip
+
+
+class SpectraCsv(APIView):
+    permission_classes = [IsResearcher]
+
+    @extend_schema(parameters=FILTERS, responses={(200, "text/csv"): str})
+    def get(self, request: Request) -> HttpResponse:
+        response = HttpResponse(spectra.spectra_csv(_filtered(request)), content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="spectra.csv"'
+        return response
