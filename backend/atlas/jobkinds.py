@@ -3,3 +3,6 @@
 the workers is in `backend/atlas/work.py`."""
 
 from __future__ import annotations
+
+# The machine observer: MIS per unit, the machine pilot of a study, calibration (docs/observer.md).
+from backend.atlas import observers  # noqa: E402, F401 - registers its three kinds

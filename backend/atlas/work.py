@@ -8,3 +8,8 @@ from __future__ import annotations
 from backend.stimuli.jobs import KindWork
 
 WORK: dict[str, KindWork] = {}
+
+# The machine observer (backend/atlas/observer_work.py).
+from backend.atlas import observer_work  # noqa: E402
+
+WORK.update(observer_work.WORK)

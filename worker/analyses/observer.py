@@ -250,7 +250,9 @@ class AlphaFit:
     n: int
 
 
-ALPHA_BOUND = 1e4  # beyond this the responses are separable: α is not identified
+# α is searched where α · max |gap| ≤ MAX_LOGIT: beyond, the responses are separable (α is not
+# identified). Relative to the gaps, so any similarity's scale works.
+MAX_LOGIT = 1e3
 
 
 def log_likelihood(alpha: float, gaps: Tensor, correct: Tensor) -> float:
@@ -275,15 +277,16 @@ def fit_alpha(gaps: Sequence[float] | Tensor, correct: Sequence[bool] | Tensor) 
     def score(alpha: float) -> float:  # d/dα of the log-likelihood: decreasing in α
         return float((g * (y - torch.sigmoid(alpha * g))).sum())
 
-    alpha = _root(score, -ALPHA_BOUND, ALPHA_BOUND)
+    bound = MAX_LOGIT / float(g.abs().max())
+    alpha = _root(score, -bound, bound)
     best = log_likelihood(alpha, g, y)
     drop = 1.920729  # χ²₁(0.95) / 2
 
     def above(a: float) -> float:
         return log_likelihood(a, g, y) - (best - drop)
 
-    low = None if above(-ALPHA_BOUND) > 0 else _root(above, -ALPHA_BOUND, alpha, rising=True)
-    high = None if above(ALPHA_BOUND) > 0 else _root(above, alpha, ALPHA_BOUND)
+    low = None if above(-bound) > 0 else _root(above, -bound, alpha, rising=True)
+    high = None if above(bound) > 0 else _root(above, alpha, bound)
     return AlphaFit(alpha, low, high, best, int(g.numel()))
 
 
