@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from backend.atlas.models import Measure
+from backend.atlas.models import Measure, Observer
 
 
 @admin.register(Measure)
@@ -22,3 +22,15 @@ class MeasureAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# --- The machine observer ---------------------------------------------------------------------
+
+
+@admin.register(Observer)
+class ObserverAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Observers are made here or through the API; their MIS, pilots and calibrations are Jobs
+    (the researcher API: /api/v1/researcher/atlas/observers/)."""
+
+    list_display = ["name", "network", "layer", "similarity", "alpha", "created_at"]
+    readonly_fields = ["calibrations", "created_at"]
