@@ -62,6 +62,12 @@ def _is_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) or str(value).isdigit()
 
 
+def body(request: Request) -> dict[str, Any]:
+    if not isinstance(request.data, dict):
+        raise ApiError("invalid", "send a JSON object")
+    return dict(request.data)
+
+
 def queued(queue: Any, *args: Any, **kwargs: Any) -> Response:
     try:
         return job_response(queue(*args, **kwargs))
@@ -97,11 +103,12 @@ class ObserverMis(APIView):
 
     def post(self, request: Request, pk: int) -> Response:
         observer = observer_or_404(pk)
-        ids = request.data.get("unit_sets")
+        data = body(request)
+        ids = data.get("unit_sets")
         if not isinstance(ids, list) or not all(_is_id(i) for i in ids):
             raise ApiError("invalid", "unit_sets must be a list of unit set ids")
         unit_sets = list(UnitSet.objects.filter(pk__in=[int(i) for i in ids]))
-        settings = {key: request.data[key] for key in MIS_SETTINGS if key in request.data}
+        settings = {key: data[key] for key in MIS_SETTINGS if key in data}
         return queued(observers.do_queue_mis, observer, unit_sets, request.user, **settings)
 
     def get(self, request: Request, pk: int) -> Response:
@@ -122,7 +129,7 @@ class ObserverPilot(APIView):
 
     def post(self, request: Request, pk: int) -> Response:
         observer = observer_or_404(pk)
-        study = study_or_404(request, request.data.get("study"))
+        study = study_or_404(request, body(request).get("study"))
         return queued(observers.do_queue_pilot, observer, study, request.user)
 
 
@@ -139,5 +146,5 @@ class ObserverCalibrate(APIView):
 
     def post(self, request: Request, pk: int) -> Response:
         observer = observer_or_404(pk)
-        study = study_or_404(request, request.data.get("study"))
+        study = study_or_404(request, body(request).get("study"))
         return queued(observers.do_queue_calibration, observer, study, request.user)
