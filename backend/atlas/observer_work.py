@@ -19,6 +19,8 @@ from backend.stimuli.models import ExemplarSet, Image, Job, Shard
 from backend.stimuli.work import batch_size_for, load_network
 from backend.studies.models import Trial
 
+MAX_GRAM_IMAGES = 8192  # a shard's similarity matrix: at most 256 MiB of float32
+
 
 def observer_config(observer: Observer) -> Any:
     from worker.analyses import observer as analysis
@@ -94,6 +96,16 @@ class Embeddings:
             return torch.empty(0, self._dim())
         return analysis.prepared(torch.stack(rows), similarity)
 
+    def gram(self, image_ids: list[int], similarity: str) -> tuple[Any, dict[int, int]]:
+        """The similarity of every pair of the embedded ones among `image_ids` (one matrix
+        product) and each image's row."""
+        from worker.analyses import observer as analysis
+
+        rows = [i for i in image_ids if i in self.vectors]
+        return analysis.gram(self.stack(rows, similarity), similarity), {
+            image: row for row, image in enumerate(rows)
+        }
+
     def _dim(self) -> int:
         return len(next(iter(self.vectors.values()))) if self.vectors else 0
 
@@ -105,7 +117,10 @@ class Embeddings:
 
 
 def mis_shard(job: Job, shard: Shard, progress: ProgressReporter) -> ShardOutput:
-    """MIS of the shard's units, each from its exemplar set's top and bottom pools."""
+    """MIS of the shard's units, each from its exemplar set's top and bottom pools: one
+    similarity matrix over the shard's distinct pool images, then indexing per unit."""
+    import torch
+
     from worker.analyses import observer as analysis
 
     observer = Observer.objects.select_related("network").get(pk=job.params["observer"])
@@ -119,22 +134,35 @@ def mis_shard(job: Job, shard: Shard, progress: ProgressReporter) -> ShardOutput
         .select_related("unit__unit_set", "image_set")
         .order_by("unit__unit_set", "unit__index", "pk")
     )
-    pools = {e.pk: unit_pools(e, mis_config) for e in exemplar_sets}
+    sizes: dict[int, int] = {}  # image set -> its number of images
+    for e in exemplar_sets:
+        if e.image_set_id not in sizes:
+            sizes[e.image_set_id] = e.image_set.members.count()
+    pools = {e.pk: unit_pools(e, mis_config, sizes[e.image_set_id]) for e in exemplar_sets}
     embeddings = Embeddings(observer)
     needed = {i for top, bottom, _ in pools.values() for i in top + bottom}
     embeddings.ensure(needed, job, progress)
+    # One matrix over the shard's distinct images while it fits (n² floats); beyond, per unit.
+    small = len(needed) <= MAX_GRAM_IMAGES
+    sims, rows = embeddings.gram(sorted(needed), config.similarity) if small else (None, {})
     results: list[tuple[ExemplarSet, float | None, dict[str, Any]]] = []
     for done, exemplar_set in enumerate(exemplar_sets):
         top_ids, bottom_ids, pool = pools[exemplar_set.pk]
-        top = embeddings.stack(top_ids, config.similarity)
-        bottom = embeddings.stack(bottom_ids, config.similarity)
+        top = torch.tensor([rows[i] for i in top_ids if i in rows], dtype=torch.long)
+        bottom = torch.tensor([rows[i] for i in bottom_ids if i in rows], dtype=torch.long)
         seed = analysis.unit_seed(settings["seed"], f"{exemplar_set.unit_id}")
         details = {
             "observer": observer.name, "alpha": observer.alpha, **settings, "pool": pool,
-            "pool_top": int(top.shape[0]), "pool_bottom": int(bottom.shape[0]),
+            "pool_top": len(top), "pool_bottom": len(bottom),
         }  # fmt: skip
         try:
-            result = analysis.unit_mis(top, bottom, mis_config, config, seed)
+            if sims is not None:
+                result = analysis.unit_mis_from_gram(sims, top, bottom, mis_config, config, seed)
+            else:
+                top_e = embeddings.stack(top_ids, config.similarity)
+                bottom_e = embeddings.stack(bottom_ids, config.similarity)
+                details |= {"pool_top": len(top_e), "pool_bottom": len(bottom_e)}
+                result = analysis.unit_mis(top_e, bottom_e, mis_config, config, seed)
         except analysis.ObserverError as err:
             results.append((exemplar_set, None, {**details, "undefined": str(err)}))
             continue
@@ -146,12 +174,15 @@ def mis_shard(job: Job, shard: Shard, progress: ProgressReporter) -> ShardOutput
 
     def save() -> None:
         embeddings.save()
-        for exemplar_set, value, details in results:
-            Measure.objects.update_or_create(
-                unit_id=exemplar_set.unit_id, image_set_id=exemplar_set.image_set_id,
-                name=observer.measure_name,
-                defaults={"value": value, "details": details, "job": job},
-            )  # fmt: skip
+        rows = [
+            Measure(unit_id=e.unit_id, image_set_id=e.image_set_id, name=observer.measure_name,
+                    value=value, details=details, job=job)
+            for e, value, details in results
+        ]  # fmt: skip
+        Measure.objects.bulk_create(
+            rows, update_conflicts=True, unique_fields=["unit", "image_set", "name"],
+            update_fields=["value", "details", "job", "computed_at"],
+        )  # fmt: skip
 
     scored = [r for r in results if r[1] is not None]
     return ShardOutput(
@@ -161,10 +192,11 @@ def mis_shard(job: Job, shard: Shard, progress: ProgressReporter) -> ShardOutput
     )  # fmt: skip
 
 
-def unit_pools(exemplar_set: ExemplarSet, config: Any) -> tuple[list[int], list[int], int]:
+def unit_pools(
+    exemplar_set: ExemplarSet, config: Any, n_images: int
+) -> tuple[list[int], list[int], int]:
     """The unit's top and bottom pools (image ids, most extreme first): ⌈quantile · n⌉ images
-    of the set, or the exemplar set's whole top/bottom lists where those are shorter."""
-    n_images = exemplar_set.image_set.members.count()
+    of the set's n, or the exemplar set's whole top/bottom lists where those are shorter."""
     pool = math.ceil(config.quantile * n_images)
     top = [int(e["image"]) for e in exemplar_set.top[:pool]]
     bottom = [int(e["image"]) for e in exemplar_set.bottom[:pool]]
@@ -198,17 +230,17 @@ def pilot_shard(job: Job, shard: Shard, progress: ProgressReporter) -> ShardOutp
     embeddings = Embeddings(observer)
     needed = {i for t in trials for i in [*t.references_max, *t.references_min, *t.queries]}
     embeddings.ensure(needed, job, progress)
+    sims, rows = embeddings.gram(sorted(needed), config.similarity)
+    sims = sims.numpy()
     answers = []
     for done, trial in enumerate(trials):
-        queries = embeddings.stack(list(trial.queries), config.similarity)
-        if queries.shape[0] != 2:
+        if any(i not in rows for i in trial.queries):
             raise JobFailed(f"trial {trial}: a query image could not be read")
-        result = analysis.answer(
-            queries,
-            embeddings.stack(list(trial.references_max), config.similarity),
-            embeddings.stack(list(trial.references_min), config.similarity),
-            config,
-        )
+        result = analysis.answer_from_gram(
+            sims, [rows[i] for i in trial.queries],
+            [rows[i] for i in trial.references_max if i in rows],
+            [rows[i] for i in trial.references_min if i in rows], config,
+        )  # fmt: skip
         answers.append(
             ObserverAnswer(observer=observer, trial=trial, p_first=result.p_first,
                            choice=result.choice, gap=result.gap, job=job)

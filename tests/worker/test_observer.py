@@ -179,3 +179,23 @@ def test_it_embeds_each_image_once_with_a_small_random_network() -> None:
     assert embeddings.shape == (5, 16)  # the channels of `block`, spatially pooled
     again = observer.embed(network, "act2", loading.image_batches(refs[2:3], network.preprocess, 1))
     assert torch.allclose(again[2][0], embeddings[2], atol=1e-5)
+
+
+@pytest.mark.parametrize("similarity", observer.SIMILARITIES)
+def test_the_similarity_matrix_gives_the_same_answers_and_mis(similarity: str) -> None:
+    generator = torch.Generator().manual_seed(2)
+    embeddings = observer.prepared(torch.randn(40, 6, generator=generator), similarity)
+    config, obs = observer.MisConfig(k=4, n_tasks=9), observer.ObserverConfig(1.3, similarity)
+    sims = observer.gram(embeddings, similarity)
+    top, bottom = torch.arange(0, 15), torch.arange(39, 24, -1)
+    direct = observer.unit_mis(embeddings[top], embeddings[bottom], config, obs, seed=4)
+    indexed = observer.unit_mis_from_gram(sims, top, bottom, config, obs, seed=4)
+    assert indexed.mis == pytest.approx(direct.mis, abs=1e-5)
+    assert indexed.probabilities == pytest.approx(direct.probabilities, abs=1e-5)
+    queries, e_max, e_min = [3, 7], [1, 2, 5], [30, 31]
+    one = observer.answer(embeddings[queries], embeddings[e_max], embeddings[e_min], obs)
+    two = observer.answer_from_gram(sims.numpy(), queries, e_max, e_min, obs)
+    assert two.gap == pytest.approx(one.gap, abs=1e-5) and two.choice == one.choice
+    only_max = observer.answer_from_gram(sims.numpy(), queries, e_max, [], obs)
+    assert only_max.gap == pytest.approx(observer.answer(
+        embeddings[queries], embeddings[e_max], embeddings[[]], obs).gap, abs=1e-5)  # fmt: skip

@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -110,10 +111,25 @@ def prepared(embeddings: Tensor, similarity: str) -> Tensor:
 
 
 def similarities(a: Tensor, b: Tensor, similarity: str) -> Tensor:
-    """sim(a_i, b_j) for `a: [..., m, d]`, `b: [..., n, d]` (prepared) → `[..., m, n]`."""
+    """sim(a_i, b_j) for `a: [..., m, d]`, `b: [..., n, d]` (prepared) → `[..., m, n]`.
+
+    Broadcast products rather than a matrix product: a trial or a task compares a few images,
+    and a tiny GEMM costs milliseconds of thread hand-off on a busy CPU (docs/benchmarks.md)."""
+    pairs_a, pairs_b = a.unsqueeze(-2), b.unsqueeze(-3)  # [..., m, 1, d], [..., 1, n, d]
     if similarity == "neg_euclidean":
-        return -torch.cdist(a, b)
-    return a @ b.transpose(-1, -2)
+        return -(pairs_a - pairs_b).norm(dim=-1)
+    return (pairs_a * pairs_b).sum(dim=-1)
+
+
+def gram(embeddings: Tensor, similarity: str) -> Tensor:
+    """sim(e_i, e_j) for every pair of the (prepared) embeddings `[n, d]` → `[n, n]`: one
+    matrix product, after which a trial or a task is indexing (`unit_mis_from_gram`,
+    `answer_from_gram`)."""
+    products = embeddings @ embeddings.T
+    if similarity != "neg_euclidean":
+        return products
+    squared = embeddings.pow(2).sum(dim=-1)
+    return -(squared[:, None] + squared[None, :] - 2 * products).clamp_min(0).sqrt()
 
 
 # --- One trial ----------------------------------------------------------------------------
@@ -155,6 +171,24 @@ def answer(
     if queries.shape[0] != 2:
         raise ObserverError(f"a 2AFC trial has 2 queries (got {queries.shape[0]})")
     gaps = query_gaps(queries, references_max, references_min, config.similarity)
+    gap = float(gaps[0] - gaps[1])
+    choice = None if gap == 0 else (0 if gap > 0 else 1)
+    return TrialAnswer(1.0 / (1.0 + math.exp(-config.alpha * gap)), choice, gap)
+
+
+def answer_from_gram(
+    sims: np.ndarray, queries: Sequence[int], references_max: Sequence[int],
+    references_min: Sequence[int], config: ObserverConfig,
+) -> TrialAnswer:  # fmt: skip
+    """`answer` for a trial whose images are rows of `sims` (`gram`, as numpy): indexing only."""
+    if len(queries) != 2:
+        raise ObserverError(f"a 2AFC trial has 2 queries (got {len(queries)})")
+    q = np.asarray(queries)
+    gaps = np.zeros(2)
+    if len(references_max):
+        gaps += sims[np.ix_(q, np.asarray(references_max))].mean(axis=1)
+    if len(references_min):
+        gaps -= sims[np.ix_(q, np.asarray(references_min))].mean(axis=1)
     gap = float(gaps[0] - gaps[1])
     choice = None if gap == 0 else (0 if gap > 0 else 1)
     return TrialAnswer(1.0 / (1.0 + math.exp(-config.alpha * gap)), choice, gap)
@@ -207,10 +241,9 @@ def draw_tasks(pool_top: int, pool_bottom: int, config: MisConfig, seed: int) ->
     generator = torch.Generator().manual_seed(seed)
     sides = []
     for pool in (pool_top, pool_bottom):
-        draws = torch.stack(
-            [torch.randperm(pool, generator=generator)[:need] for _ in range(config.n_tasks)]
-        )
-        sides.append(draws.sort(dim=-1).values)
+        # a random permutation per task (argsort of uniform keys), its first K + 1 positions
+        keys = torch.rand(config.n_tasks, pool, generator=generator)
+        sides.append(keys.argsort(dim=-1)[:, :need].sort(dim=-1).values)
     return torch.stack(sides)
 
 
@@ -229,6 +262,28 @@ def unit_mis(
         return sims.squeeze(1).mean(dim=-1)
 
     gap = (s(q_plus, e_plus) - s(q_plus, e_minus)) - (s(q_minus, e_plus) - s(q_minus, e_minus))
+    return _mis_result(gap, observer, config)
+
+
+def unit_mis_from_gram(
+    sims: Tensor, top: Tensor, bottom: Tensor, config: MisConfig, observer: ObserverConfig,
+    seed: int,
+) -> MisResult:  # fmt: skip
+    """`unit_mis` where the pools are rows of `sims` (`gram`): `top`, `bottom` are row indices,
+    most extreme first. The same tasks and the same numbers, by indexing."""
+    positions = draw_tasks(len(top), len(bottom), config, seed)
+    k = config.k
+    plus, minus = top[positions[0]], bottom[positions[1]]  # [N, K + 1] rows of sims
+    e_plus, q_plus, e_minus, q_minus = plus[:, :k], plus[:, k], minus[:, :k], minus[:, k]
+
+    def s(queries: Tensor, references: Tensor) -> Tensor:  # [N], [N, K] -> [N]
+        return sims[queries[:, None], references].mean(dim=-1)
+
+    gap = (s(q_plus, e_plus) - s(q_plus, e_minus)) - (s(q_minus, e_plus) - s(q_minus, e_minus))
+    return _mis_result(gap, observer, config)
+
+
+def _mis_result(gap: Tensor, observer: ObserverConfig, config: MisConfig) -> MisResult:
     probabilities = torch.sigmoid(observer.alpha * gap)
     hard = torch.where(gap == 0, 0.5, (gap > 0).float())
     return MisResult(
