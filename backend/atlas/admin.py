@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from backend.atlas.models import Measure
+from backend.atlas.models import Measure, Observer
 
 
 @admin.register(Measure)
@@ -26,3 +26,14 @@ class MeasureAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 # Spectra (issue 16): their admin pages live in their own module.
 from backend.atlas import spectra_admin  # noqa: E402, F401
+
+# --- The machine observer ---------------------------------------------------------------------
+
+
+@admin.register(Observer)
+class ObserverAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Observers are made here or through the API; their MIS, pilots and calibrations are Jobs
+    (the researcher API: /api/v1/researcher/atlas/observers/)."""
+
+    list_display = ["name", "network", "layer", "similarity", "alpha", "created_at"]
+    readonly_fields = ["calibrations", "created_at"]

@@ -21,3 +21,36 @@ def seed_atlas(command: BaseCommand) -> None:
 from backend.atlas.spectra_demo import seed_spectra  # noqa: E402
 
 STEPS.append(seed_spectra)
+
+# --- The machine observer: MIS of the demo's unit sets and the machine pilot of its study ------
+
+
+def seed_observer(command: BaseCommand) -> None:
+    from backend.atlas import observers
+    from backend.atlas.models import Measure, ObserverAnswer
+    from backend.stimuli.demo import NETWORK, UNIT_SETS, run_on_worker
+    from backend.stimuli.models import Network, UnitSet
+    from backend.studies.demo import SLUG
+    from backend.studies.models import Study
+
+    network = Network.objects.filter(name=NETWORK[0]).first()
+    if network is None:
+        return
+    observer = observers.default_observer(network)
+    names = [spec["name"] for spec in UNIT_SETS]
+    unit_sets = [u for u in UnitSet.objects.filter(name__in=names) if observers.has_exemplars(u)]
+    scored = Measure.objects.filter(name=observer.measure_name, unit__unit_set__in=unit_sets)
+    if unit_sets and not scored.exists():
+        command.stdout.write(f"Scoring every demo unit with the machine observer {observer}…")
+        run_on_worker(command, observers.do_queue_mis(observer, unit_sets))
+    study = Study.objects.filter(slug=SLUG).first()
+    answered = ObserverAnswer.objects.filter(observer=observer, trial__task_list__study=study)
+    if study is not None and study.task_lists.exists() and not answered.exists():
+        command.stdout.write(f"Piloting {study.slug} with the machine observer…")
+        job = run_on_worker(command, observers.do_queue_pilot(observer, study))
+        flags = ", ".join(f"{f['condition']} ({f['flag']})" for f in job.result.get("flags", []))
+        command.stdout.write(f"  predicted per condition: {job.result.get('condition')}")
+        command.stdout.write(f"  flagged before launch: {flags or 'none'}")
+
+
+STEPS.append(seed_observer)

@@ -9,3 +9,6 @@ from backend.stimuli.jobkinds import JobKind, register  # noqa: E402
 
 # Spectra (issue 16): covariance eigenspectra and random projections per layer and basis.
 register(JobKind(spectra.KIND, "gpu", spectra.plan_spectra, "compute spectra"))
+
+# The machine observer: MIS per unit, the machine pilot of a study, calibration (docs/observer.md).
+from backend.atlas import observers  # noqa: E402, F401 - registers its three kinds

@@ -15,3 +15,19 @@ urlpatterns += [
     path("spectra.csv", spectra_api.SpectraCsv.as_view(), name="atlas-spectra-csv"),
     path("spectra/<int:pk>/", spectra_api.SpectrumDetail.as_view(), name="atlas-spectrum"),
 ]
+
+from backend.atlas import observer_api
+
+urlpatterns: list[URLPattern] = []
+
+# The machine observer (backend/atlas/observer_api.py).
+urlpatterns += [
+    path("observers/", observer_api.ObserverList.as_view(), name="atlas-observers"),
+    path("observers/<int:pk>/mis", observer_api.ObserverMis.as_view(), name="atlas-observer-mis"),
+    path("observers/<int:pk>/pilot", observer_api.ObserverPilot.as_view(),
+         name="atlas-observer-pilot"),
+    path("observers/<int:pk>/pilot/<int:study>", observer_api.ObserverPilotResults.as_view(),
+         name="atlas-observer-pilot-results"),
+    path("observers/<int:pk>/calibrate", observer_api.ObserverCalibrate.as_view(),
+         name="atlas-observer-calibrate"),
+]  # fmt: skip

@@ -13,3 +13,8 @@ WORK: dict[str, KindWork] = {}
 from backend.atlas import spectra, spectra_work  # noqa: E402
 
 WORK[spectra.KIND] = KindWork(spectra_work.spectrum_shard, spectra_work.compute_spectra)
+
+# The machine observer (backend/atlas/observer_work.py).
+from backend.atlas import observer_work  # noqa: E402
+
+WORK.update(observer_work.WORK)

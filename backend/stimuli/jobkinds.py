@@ -126,6 +126,9 @@ def describe_covers(covers: dict[str, Any]) -> str:
         return f"{len(items)} occlusion map{'s' * (len(items) != 1)}"
     if "image_set" in covers:
         return "the whole import"
+    if "task_lists" in covers:
+        lists = covers["task_lists"]
+        return f"{len(lists)} task list{'s' * (len(lists) != 1)}"
     return ", ".join(f"{key}={value}" for key, value in covers.items()) or "everything"
 
 

@@ -1,0 +1,150 @@
+"""Researcher API of the machine observer, under /api/v1/researcher/atlas/observers/:
+
+- `GET observers/` lists them; `POST observers/` creates one (network name, layer, similarity,
+  α) — superusers only, as observers are shared by every study;
+- `POST observers/<id>/mis` queues MIS for unit sets (`k`, `n_tasks`, `quantile`, `seed`);
+  `GET observers/<id>/mis?unit_set=<id>` reads it per unit;
+- `POST observers/<id>/pilot` runs the machine pilot of a built study the caller may see;
+  `GET observers/<id>/pilot/<study id>` its predicted accuracy and flags;
+- `POST observers/<id>/calibrate` fits α to the study's valid human responses.
+
+Views that queue answer 202 with the Job (`jobs/<id>/` follows it); bad input is a 400 that
+queues nothing; a study the caller may not see is a 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from backend.atlas import observers
+from backend.atlas.models import Observer
+from backend.core.errors import ApiError
+from backend.stimuli.api import job_response
+from backend.stimuli.models import Network, UnitSet
+from backend.studies.api import IsResearcher
+from backend.studies.models import Study
+from backend.studies.permissions import visible_studies
+
+MIS_SETTINGS = ("k", "n_tasks", "quantile", "seed", "units_per_shard")
+
+
+class ObserverSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    network = serializers.SlugRelatedField(slug_field="name", queryset=Network.objects.all())
+
+    class Meta:
+        model = Observer
+        fields = ["id", "name", "network", "layer", "similarity", "alpha", "description",
+                  "calibrations"]  # fmt: skip
+        read_only_fields = ["id", "calibrations"]
+
+
+def observer_or_404(pk: int) -> Observer:
+    observer = Observer.objects.select_related("network").filter(pk=pk).first()
+    if observer is None:
+        raise ApiError("not_found", f"observer {pk} not found", status_code=404)
+    return observer
+
+
+def study_or_404(request: Request, value: Any) -> Study:
+    study = visible_studies(request.user).filter(pk=value).first() if _is_id(value) else None
+    if study is None:
+        raise ApiError("not_found", f"study {value!r} not found", status_code=404)
+    return study
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) or str(value).isdigit()
+
+
+def body(request: Request) -> dict[str, Any]:
+    if not isinstance(request.data, dict):
+        raise ApiError("invalid", "send a JSON object")
+    return dict(request.data)
+
+
+def queued(queue: Any, *args: Any, **kwargs: Any) -> Response:
+    try:
+        return job_response(queue(*args, **kwargs))
+    except ValidationError as err:
+        raise ApiError("invalid", " ".join(err.messages)) from None
+
+
+class ObserverList(APIView):
+    permission_classes = [IsResearcher]
+
+    def get(self, request: Request) -> Response:
+        return Response(ObserverSerializer(Observer.objects.all(), many=True).data)
+
+    def post(self, request: Request) -> Response:
+        if not request.user.is_superuser:
+            raise ApiError("forbidden", "only an administrator creates observers", 403)
+        serializer = ObserverSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            observer = observers.do_create_observer(
+                data["name"], data["network"], data.get("layer", "global_pool"),
+                data.get("similarity", Observer.Similarity.COSINE), data.get("alpha", 0.16),
+                data.get("description", ""),
+            )  # fmt: skip
+        except ValidationError as err:
+            raise ApiError("invalid", " ".join(err.messages)) from None
+        return Response(ObserverSerializer(observer).data, status=201)
+
+
+class ObserverMis(APIView):
+    permission_classes = [IsResearcher]
+
+    def post(self, request: Request, pk: int) -> Response:
+        observer = observer_or_404(pk)
+        data = body(request)
+        ids = data.get("unit_sets")
+        if not isinstance(ids, list) or not all(_is_id(i) for i in ids):
+            raise ApiError("invalid", "unit_sets must be a list of unit set ids")
+        unit_sets = list(UnitSet.objects.filter(pk__in=[int(i) for i in ids]))
+        settings = {key: data[key] for key in MIS_SETTINGS if key in data}
+        return queued(observers.do_queue_mis, observer, unit_sets, request.user, **settings)
+
+    def get(self, request: Request, pk: int) -> Response:
+        observer = observer_or_404(pk)
+        unit_set = UnitSet.objects.filter(pk=request.query_params.get("unit_set") or 0).first()
+        if unit_set is None:
+            raise ApiError("invalid", "name a unit set: ?unit_set=<id>")
+        values = observers.observer_mis(observer, unit_set)
+        return Response({
+            "observer": observer.name, "measure": observer.measure_name,
+            "unit_set": unit_set.pk,
+            "units": [{"index": i, "mis": v} for i, v in sorted(values.items())],
+        })  # fmt: skip
+
+
+class ObserverPilot(APIView):
+    permission_classes = [IsResearcher]
+
+    def post(self, request: Request, pk: int) -> Response:
+        observer = observer_or_404(pk)
+        study = study_or_404(request, body(request).get("study"))
+        return queued(observers.do_queue_pilot, observer, study, request.user)
+
+
+class ObserverPilotResults(APIView):
+    permission_classes = [IsResearcher]
+
+    def get(self, request: Request, pk: int, study: int) -> Response:
+        observer = observer_or_404(pk)
+        return Response(observers.pilot_summary(observer, study_or_404(request, study)))
+
+
+class ObserverCalibrate(APIView):
+    permission_classes = [IsResearcher]
+
+    def post(self, request: Request, pk: int) -> Response:
+        observer = observer_or_404(pk)
+        study = study_or_404(request, body(request).get("study"))
+        return queued(observers.do_queue_calibration, observer, study, request.user)
