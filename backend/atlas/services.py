@@ -1,0 +1,74 @@
+"""Every write of the atlas, each in one transaction: queueing its jobs and storing the rows
+their merge steps computed. Views and admin actions call these; nothing else writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from backend.atlas import jobkinds
+from backend.atlas.models import Measure
+from backend.stimuli import services as stimuli_services
+from backend.stimuli.models import ImageSet, ImageSetMember, Job, Unit, UnitSet
+
+
+def do_queue_activity_job(
+    unit_sets: list[UnitSet],
+    image_set: ImageSet,
+    user: Any = None,
+    classes: str = "auto",
+    send: bool = True,
+    **params: Any,
+) -> Job:
+    """One streaming pass over `image_set` for all `unit_sets` (one network). Raises
+    ValidationError, queueing nothing, for parameters that cannot run."""
+    return stimuli_services.do_queue_job(
+        jobkinds.COMPUTE_ACTIVITY,
+        {"unit_sets": [u.pk for u in unit_sets], "image_set": image_set.pk, "classes": classes,
+         **params},
+        user,
+        send,
+    )  # fmt: skip
+
+
+def class_source(image_set: ImageSet, classes: str) -> tuple[dict[int, int] | None, list[str]]:
+    """(image id → class index, class names) from the set's labels, or (None, []) when the
+    classes are the network's own top-1 (`classes` "network", or "auto" on a set whose images
+    are not all labelled)."""
+    members = ImageSetMember.objects.filter(image_set=image_set)
+    labelled = not members.filter(label="").exists() and members.exists()
+    if classes == "network" or (classes == "auto" and not labelled):
+        return None, []
+    names = sorted(set(members.values_list("label", flat=True)))
+    index = {name: i for i, name in enumerate(names)}
+    return {m.image_id: index[m.label] for m in members.only("image_id", "label")}, names
+
+
+@transaction.atomic
+def do_save_measures(
+    unit_set: UnitSet,
+    image_set: ImageSet,
+    values: dict[str, list[float | None]],
+    details: dict[str, list[dict[str, Any]]],
+    job: Job | None,
+) -> int:
+    """Store one Measure per unit and name (replacing an earlier value of the same unit, image
+    set and name). `values[name][i]` is unit index i's value (None: undefined)."""
+    units = {u.index: u for u in Unit.objects.filter(unit_set=unit_set)}
+    now = timezone.now()
+    rows = [
+        Measure(unit=units[index], image_set=image_set, name=name, value=value,
+                details=details.get(name, [{}] * len(column))[index], job=job, computed_at=now)
+        for name, column in values.items()
+        for index, value in enumerate(column)
+        if index in units
+    ]  # fmt: skip
+    Measure.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["unit", "image_set", "name"],
+        update_fields=["value", "details", "job", "computed_at"],
+    )
+    return len(rows)
