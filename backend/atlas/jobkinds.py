@@ -69,3 +69,47 @@ def activity_unit_sets(params: dict[str, Any]) -> list[UnitSet]:
 
 
 register(JobKind(COMPUTE_ACTIVITY, "gpu", plan_activity, "compute activation measures"))
+
+
+# --- Ablations (#15) ---------------------------------------------------------------------------
+
+COMPUTE_ABLATION = "compute_ablation"
+ABLATION_MODES = ("zero", "mean")
+# Single-unit ablations per shard: each shard reads every image once and runs the rest of the
+# network for all its units at once.
+UNITS_PER_SHARD = 32
+
+
+def plan_ablation(params: dict[str, Any]) -> list[ShardPlan]:
+    """Groups of `units_per_shard` units of one unit set; each shard writes its units' rows."""
+    from backend.atlas.models import Measure
+    from backend.stimuli.models import ImageSet
+
+    (unit_set,) = activity_unit_sets({"unit_sets": [params.get("unit_set")]})
+    image_set = jobkinds._row(ImageSet, params, "image_set")
+    if not image_set.members.exists():
+        raise ValidationError(f"image set {image_set} has no images: import some first")
+    mode = params.get("mode", "zero")
+    if mode not in ABLATION_MODES:
+        raise ValidationError(f"mode must be one of {', '.join(ABLATION_MODES)} (got {mode!r})")
+    if params.get("classes", "auto") not in CLASS_SOURCES:
+        raise ValidationError(f"classes must be one of {', '.join(CLASS_SOURCES)}")
+    indices = sorted(unit_set.units.values_list("index", flat=True))
+    if mode == "mean":
+        if unit_set.kind not in (UnitSet.Kind.CHANNELS, UnitSet.Kind.NEURONS):
+            raise ValidationError(
+                "mean-ablation is for channels and neurons; directions are removed"
+            )
+        known = Measure.objects.filter(unit__unit_set=unit_set, image_set=image_set, name="mean")
+        if known.count() < len(indices):
+            raise ValidationError(
+                f"mean-ablation needs the units' means on {image_set}: compute activation "
+                "measures first"
+            )
+    size = jobkinds.positive_int(params, "units_per_shard", UNITS_PER_SHARD)
+    return [
+        ShardPlan({"units": chunk}, float(len(chunk))) for chunk in jobkinds._chunks(indices, size)
+    ]
+
+
+register(JobKind(COMPUTE_ABLATION, "gpu", plan_ablation, "compute ablations"))

@@ -50,19 +50,20 @@ def class_source(image_set: ImageSet, classes: str) -> tuple[dict[int, int] | No
 def do_save_measures(
     unit_set: UnitSet,
     image_set: ImageSet,
-    values: dict[str, list[float | None]],
-    details: dict[str, list[dict[str, Any]]],
+    values: dict[str, dict[int, float | None]],
+    details: dict[str, dict[int, dict[str, Any]]],
     job: Job | None,
 ) -> int:
     """Store one Measure per unit and name (replacing an earlier value of the same unit, image
-    set and name). `values[name][i]` is unit index i's value (None: undefined)."""
+    set and name). `values[name][i]` is unit index i's value (None: undefined); units not
+    named keep their rows."""
     units = {u.index: u for u in Unit.objects.filter(unit_set=unit_set)}
     now = timezone.now()
     rows = [
         Measure(unit=units[index], image_set=image_set, name=name, value=value,
-                details=details.get(name, [{}] * len(column))[index], job=job, computed_at=now)
+                details=details.get(name, {}).get(index, {}), job=job, computed_at=now)
         for name, column in values.items()
-        for index, value in enumerate(column)
+        for index, value in column.items()
         if index in units
     ]  # fmt: skip
     Measure.objects.bulk_create(
@@ -72,3 +73,17 @@ def do_save_measures(
         update_fields=["value", "details", "job", "computed_at"],
     )
     return len(rows)
+
+
+def do_queue_ablation_job(
+    unit_set: UnitSet, image_set: ImageSet, user: Any = None, mode: str = "zero",
+    send: bool = True, **params: Any,
+) -> Job:  # fmt: skip
+    """Every unit of `unit_set` ablated alone over `image_set`, cut into groups of units.
+    Raises ValidationError, queueing nothing, for parameters that cannot run."""
+    return stimuli_services.do_queue_job(
+        jobkinds.COMPUTE_ABLATION,
+        {"unit_set": unit_set.pk, "image_set": image_set.pk, "mode": mode, **params},
+        user,
+        send,
+    )

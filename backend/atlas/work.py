@@ -89,7 +89,7 @@ def compute_activity(job: Job, shards: list[Shard], progress: ProgressReporter) 
 
 def _measure_table(
     state: Any, wanted: list[str], classes: Any, label_names: list[str]
-) -> tuple[dict[str, list[float | None]], dict[str, list[dict[str, Any]]]]:
+) -> tuple[dict[str, dict[int, float | None]], dict[str, dict[int, dict[str, Any]]]]:
     """Per measure name: each unit's value (None for NaN) and details (for the CSI: the
     preferred class, named, and where the classes came from)."""
     from worker.analyses import activity
@@ -97,14 +97,14 @@ def _measure_table(
     if state.count == 0:
         raise JobFailed("no image of the set could be read")
     finished = state.finish()
-    values = {name: [_number(v) for v in finished[name]] for name in wanted}
+    values = {name: dict(enumerate(map(_number, finished[name]))) for name in wanted}
     common = {"images": state.count}
-    details = {name: [dict(common) for _ in values[name]] for name in wanted}
+    details = {name: {i: dict(common) for i in values[name]} for name in wanted}
     if "csi" in wanted:
         _, preferred = state.selectivity()
         names = label_names if not classes.from_network else activity.class_names(state.n_classes)
         source = "network top-1" if classes.from_network else "image-set labels"
-        for entry, cls in zip(details["csi"], preferred, strict=True):
+        for entry, cls in zip(details["csi"].values(), preferred, strict=True):
             entry.update({"classes": source, "n_classes": int((state.class_count > 0).sum())})
             if cls >= 0:
                 entry["preferred_class"] = int(cls)
@@ -118,3 +118,97 @@ def _number(value: float) -> float | None:
 
 
 WORK[jobkinds.COMPUTE_ACTIVITY] = KindWork(activity_shard, compute_activity)
+
+# --- Ablations (#15) ---------------------------------------------------------------------------
+
+ABLATION_MEASURES = {"accuracy_drop": "ablation_accuracy_drop", "kl": "ablation_kl",
+                     "logit_change": "ablation_logit_change"}  # fmt: skip
+# Copies of the layer's activation per forward of the rest of the network (images × ablations).
+COPIES_PER_FORWARD = 256
+
+
+def ablation_shard(job: Job, shard: Shard, progress: ProgressReporter) -> ShardOutput:
+    """Every image, the shard's units each ablated alone: their rows, written as it ends."""
+    import torch
+
+    from worker.analyses import ablation
+    from worker.pipelines import exemplars, loading
+
+    unit_set = UnitSet.objects.select_related("layer__network").get(pk=job.params["unit_set"])
+    image_set = ImageSet.objects.get(pk=job.params["image_set"])
+    network, projector = load_network(unit_set.layer.network), load_projector(unit_set)
+    mode = str(job.params.get("mode", "zero"))
+    means = torch.tensor(_means(unit_set, image_set)) if mode == "mean" else None
+    units = [int(i) for i in shard.covers["units"]]
+    labels, names = services.class_source(image_set, str(job.params.get("classes", "auto")))
+    refs = image_refs(image_set)
+    try:
+        remover = ablation.remover_for(projector, mode, means)  # type: ignore[arg-type]
+
+        def run(batch_size: int) -> Any:
+            batches = loading.image_batches(refs, network.preprocess, batch_size)
+            return ablation.ablation_pass(
+                network, projector, remover, [[u] for u in units], batches, labels,
+                len(names) or None, progress, len(refs),
+            )  # fmt: skip
+
+        default = max(1, COPIES_PER_FORWARD // (len(units) + 1))
+        state = exemplars.oom_fallback(run, int(job.params.get("batch_size", default)))
+    except ablation.AblationError as err:
+        raise JobFailed(str(err)) from None
+    values, details = _ablation_table(state.finish(), units, names, labels is None, remover, mode)
+
+    def save() -> None:
+        services.do_save_measures(unit_set, image_set, values, details, job)
+
+    return ShardOutput({"units": len(units), "images": state.count}, save=save)
+
+
+def _means(unit_set: UnitSet, image_set: ImageSet) -> list[float]:
+    from backend.atlas.models import Measure
+
+    rows = Measure.objects.filter(unit__unit_set=unit_set, image_set=image_set, name="mean")
+    means = dict(rows.values_list("unit__index", "value"))
+    return [float(means.get(i) or 0.0) for i in range(max(means, default=-1) + 1)]
+
+
+def _ablation_table(
+    finished: dict[str, Any], units: list[int], names: list[str], from_network: bool,
+    remover: Any, mode: str,
+) -> tuple[dict[str, dict[int, float | None]], dict[str, dict[int, dict[str, Any]]]]:  # fmt: skip
+    """The shard's units' rows, by measure name and unit index."""
+    from worker.analyses import activity
+
+    reference = "agreement with the unablated top-1" if from_network else "image-set labels"
+    class_drop = finished["class_drop"]
+    class_names = names or activity.class_names(class_drop.shape[1]) or []
+    note = {"mode": mode, "removal": remover.description, "reference": reference}
+    values: dict[str, dict[int, float | None]] = {}
+    details: dict[str, dict[int, dict[str, Any]]] = {}
+    for key, name in ABLATION_MEASURES.items():
+        values[name] = {u: _number(float(finished[key][g])) for g, u in enumerate(units)}
+        details[name] = {u: dict(note) for u in units}
+    for g, unit in enumerate(units):
+        details["ablation_accuracy_drop"][unit].update(
+            class_profile=_profile(class_drop[g], class_names),
+            base_accuracy=float(finished["base_accuracy"]),
+        )
+    return values, details
+
+
+def _profile(drops: Any, names: list[str]) -> list[dict[str, Any]]:
+    """Per class with images: its index, name and the drop in accuracy (or agreement)."""
+    return [
+        {"class": c, "name": names[c] if c < len(names) else str(c), "drop": float(drop)}
+        for c, drop in enumerate(drops)
+        if not math.isnan(drop)
+    ]
+
+
+def ablation_summary(job: Job, shards: list[Shard], progress: ProgressReporter) -> ShardOutput:
+    units = sum(int(s.result.get("units", 0)) for s in shards)
+    images = int(shards[0].result.get("images", 0)) if shards else 0
+    return ShardOutput({"units": units, "images": images, "mode": job.params.get("mode", "zero")})
+
+
+WORK[jobkinds.COMPUTE_ABLATION] = KindWork(ablation_shard, ablation_summary)

@@ -202,6 +202,7 @@ class UnitProjector(nn.Module):
             input_mean=tensors["input_mean"],
             input_scale=tensors["input_scale"],
             top_k=int(config["top_k"]),
+            decoder=tensors.get("decoder"),
         )
 
 
@@ -280,9 +281,17 @@ class SAEProjector(UnitProjector):
         input_mean: Tensor,
         input_scale: Tensor,
         top_k: int,
+        decoder: Tensor | None = None,
     ) -> None:
         super().__init__(spec, int(encoder_weight.shape[0]))
         self.top_k = top_k
+        # [units, C] in normalized units: kept for ablations (a unit's code times its atom);
+        # unit sets fitted before it was kept have none.
+        self.decoder: Tensor | None
+        if decoder is not None:
+            self.register_buffer("decoder", decoder.float())
+        else:
+            self.decoder = None
         self.register_buffer("encoder_weight", encoder_weight.float())  # [units, C]
         self.register_buffer("encoder_bias", encoder_bias.float())  # [units]
         self.register_buffer("input_mean", input_mean.float())  # [C]
