@@ -113,3 +113,52 @@ def plan_ablation(params: dict[str, Any]) -> list[ShardPlan]:
 
 
 register(JobKind(COMPUTE_ABLATION, "gpu", plan_ablation, "compute ablations"))
+
+
+# --- Group ablations: cumulative curves (#15) ------------------------------------------------
+
+COMPUTE_ABLATION_CURVES = "compute_ablation_curves"
+RANDOM_RANKING = "random"
+
+
+def plan_ablation_curves(params: dict[str, Any]) -> list[ShardPlan]:
+    """One shard per ranking measure, one for the size-matched random groups."""
+    from backend.atlas.models import Measure
+
+    (unit_set,) = activity_unit_sets({"unit_sets": [params.get("unit_set")]})
+    plan_ablation({**params, "mode": params.get("mode", "zero"), "units_per_shard": 1})
+    n_units = unit_set.units.count()
+    ks = params.get("ks") or doubling(n_units)
+    if not isinstance(ks, list) or not all(isinstance(k, int) and 1 <= k <= n_units for k in ks):
+        raise ValidationError(f"ks must be whole numbers from 1 to the unit set's {n_units} units")
+    rank_by = params.get("rank_by")
+    if not isinstance(rank_by, list) or not rank_by:
+        raise ValidationError("rank_by: name the measures to rank the units by, e.g. ['mean']")
+    for name in rank_by:
+        found = Measure.objects.filter(
+            unit__unit_set=unit_set, image_set=params["image_set"], name=name
+        ).count()
+        if found < n_units:
+            raise ValidationError(
+                f"unknown or uncomputed measure {name!r} on {unit_set} for this image set "
+                f"({found} of {n_units} units have it)"
+            )
+    jobkinds.positive_int(params, "repeats", 3)
+    weight = float(len(ks))
+    return [ShardPlan({"ranking": name}, weight) for name in rank_by] + [
+        ShardPlan({"ranking": RANDOM_RANKING}, weight * int(params.get("repeats", 3)))
+    ]
+
+
+def doubling(n_units: int) -> list[int]:
+    """k = 1, 2, 4, … below n_units, then n_units (worker/analyses/ablation.doubling_ks)."""
+    ks, k = [], 1
+    while k < n_units:
+        ks.append(k)
+        k *= 2
+    return [*ks, n_units]
+
+
+register(
+    JobKind(COMPUTE_ABLATION_CURVES, "gpu", plan_ablation_curves, "compute group ablation curves")
+)

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from backend.atlas import jobkinds
-from backend.atlas.models import Measure
+from backend.atlas.models import AblationCurve, Measure
 from backend.stimuli import services as stimuli_services
 from backend.stimuli.models import ImageSet, ImageSetMember, Job, Unit, UnitSet
 
@@ -84,6 +84,31 @@ def do_queue_ablation_job(
     return stimuli_services.do_queue_job(
         jobkinds.COMPUTE_ABLATION,
         {"unit_set": unit_set.pk, "image_set": image_set.pk, "mode": mode, **params},
+        user,
+        send,
+    )
+
+
+@transaction.atomic
+def do_save_ablation_curves(
+    unit_set_id: int, image_set_id: int, curves: dict[str, dict[str, Any]], job: Job | None
+) -> None:
+    """One AblationCurve per ranking measure (replacing an earlier one)."""
+    for ranked_by, curve in curves.items():
+        AblationCurve.objects.update_or_create(
+            unit_set_id=unit_set_id, image_set_id=image_set_id, ranked_by=ranked_by,
+            defaults={**curve, "job": job},
+        )  # fmt: skip
+
+
+def do_queue_ablation_curves_job(
+    unit_set: UnitSet, image_set: ImageSet, rank_by: list[str], user: Any = None,
+    send: bool = True, **params: Any,
+) -> Job:  # fmt: skip
+    """Cumulative group ablations ranked by each of `rank_by`, against random groups."""
+    return stimuli_services.do_queue_job(
+        jobkinds.COMPUTE_ABLATION_CURVES,
+        {"unit_set": unit_set.pk, "image_set": image_set.pk, "rank_by": rank_by, **params},
         user,
         send,
     )

@@ -212,3 +212,92 @@ def ablation_summary(job: Job, shards: list[Shard], progress: ProgressReporter) 
 
 
 WORK[jobkinds.COMPUTE_ABLATION] = KindWork(ablation_shard, ablation_summary)
+
+
+# --- Group ablations: cumulative curves (#15) ------------------------------------------------
+
+
+def _ranking(unit_set: UnitSet, image_set: ImageSet, name: str) -> list[int]:
+    """Unit indices by the measure, highest first (undefined values last)."""
+    from backend.atlas.models import Measure
+
+    rows = Measure.objects.filter(unit__unit_set=unit_set, image_set=image_set, name=name)
+    values = list(rows.values_list("unit__index", "value"))
+    return [i for i, v in sorted(values, key=lambda iv: (iv[1] is None, -(iv[1] or 0.0), iv[0]))]
+
+
+def ablation_curve_shard(job: Job, shard: Shard, progress: ProgressReporter) -> ShardOutput:
+    """The groups of one ranking (or the random groups), all images, at once."""
+    import torch
+
+    from worker.analyses import ablation
+    from worker.pipelines import exemplars, loading
+
+    params = job.params
+    unit_set = UnitSet.objects.select_related("layer__network").get(pk=params["unit_set"])
+    image_set = ImageSet.objects.get(pk=params["image_set"])
+    network, projector = load_network(unit_set.layer.network), load_projector(unit_set)
+    n_units = unit_set.units.count()
+    ks = list(params.get("ks") or jobkinds.doubling(n_units))
+    repeats = int(params.get("repeats", 3))
+    ranking = str(shard.covers["ranking"])
+    if ranking == jobkinds.RANDOM_RANKING:
+        groups = ablation.random_groups(n_units, ks, repeats, int(params.get("seed", 0)))
+    else:
+        groups = ablation.ranked_groups(_ranking(unit_set, image_set, ranking), ks)
+    mode = str(params.get("mode", "zero"))
+    means = torch.tensor(_means(unit_set, image_set)) if mode == "mean" else None
+    labels, names = services.class_source(image_set, str(params.get("classes", "auto")))
+    refs = image_refs(image_set)
+    try:
+        remover = ablation.remover_for(projector, mode, means)  # type: ignore[arg-type]
+
+        def run(batch_size: int) -> Any:
+            batches = loading.image_batches(refs, network.preprocess, batch_size)
+            return ablation.ablation_pass(
+                network, projector, remover, groups, batches, labels, len(names) or None,
+                progress, len(refs),
+            )  # fmt: skip
+
+        default = max(1, COPIES_PER_FORWARD // (len(groups) + 1))
+        finished = exemplars.oom_fallback(run, int(params.get("batch_size", default))).finish()
+    except ablation.AblationError as err:
+        raise JobFailed(str(err)) from None
+    drops = [_number(float(v)) for v in finished["accuracy_drop"]]
+    kls = [_number(float(v)) for v in finished["kl"]]
+    return ShardOutput({"ranking": ranking, "ks": ks, "drop": drops, "kl": kls,
+                        "removal": remover.description,
+                        "base_accuracy": float(finished["base_accuracy"])})  # fmt: skip
+
+
+def compute_ablation_curves(
+    job: Job, shards: list[Shard], progress: ProgressReporter
+) -> ShardOutput:
+    """Each ranking's curve beside the random groups' mean and sd, k by k."""
+    import numpy as np
+
+    results = {s.result["ranking"]: s.result for s in shards}
+    random = results.pop(jobkinds.RANDOM_RANKING)
+    ks = random["ks"]
+    repeats = int(job.params.get("repeats", 3))
+    random_drops = np.array([np.nan if v is None else v for v in random["drop"]], dtype=float)
+    by_k = random_drops.reshape(len(ks), repeats)
+    random_mean, random_sd = by_k.mean(1).tolist(), by_k.std(1).tolist()
+    curves = {
+        name: {"ks": ks, "ranked": result["drop"], "random_mean": random_mean,
+               "random_sd": random_sd,
+               "details": {"kl": result["kl"], "random_kl": random["kl"], "repeats": repeats,
+                           "removal": result["removal"], "mode": job.params.get("mode", "zero"),
+                           "base_accuracy": result["base_accuracy"]}}
+        for name, result in results.items()
+    }  # fmt: skip
+
+    def save() -> None:
+        services.do_save_ablation_curves(
+            job.params["unit_set"], job.params["image_set"], curves, job
+        )
+
+    return ShardOutput({"rankings": sorted(curves), "ks": ks}, save=save)
+
+
+WORK[jobkinds.COMPUTE_ABLATION_CURVES] = KindWork(ablation_curve_shard, compute_ablation_curves)

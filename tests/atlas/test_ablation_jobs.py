@@ -108,3 +108,43 @@ def test_bad_ablation_parameters_queue_nothing(stimuli: dict[str, Any]) -> None:
     with pytest.raises(ValidationError, match="fit these unit sets first"):
         services.do_queue_ablation_job(stimuli["nmf"], stimuli["image_set"], send=False)
     assert not Job.objects.exists()
+
+
+def test_group_ablation_curves_rank_by_a_measure_against_random_groups(
+    stimuli: dict[str, Any], few_images: ImageSet
+) -> None:
+    from backend.atlas.models import AblationCurve
+
+    channels = stimuli["channels"]
+    run_job_here(
+        services.do_queue_activity_job([channels], few_images, send=False, measures=["mean"])
+    )
+    job = services.do_queue_ablation_curves_job(
+        channels, few_images, ["mean"], send=False, repeats=2
+    )
+    assert job.shards.filter(role=Shard.Role.WORK).count() == 2  # the ranking, the random groups
+    job = run_job_here(job)
+    assert job.state == Job.State.SUCCEEDED, job.error
+    curve = AblationCurve.objects.get(unit_set=channels, ranked_by="mean")
+    assert curve.ks == [1, 2, 4, 8, 16, 24]
+    assert len(curve.ranked) == len(curve.random_mean) == 6
+    # all 24 units removed: every group is the same group
+    assert curve.ranked[-1] == pytest.approx(curve.random_mean[-1])
+    assert curve.random_sd[-1] == pytest.approx(0.0)
+    assert curve.details["kl"][-1] == pytest.approx(curve.details["random_kl"][-1], rel=1e-5)
+
+
+def test_bad_curve_parameters_queue_nothing(stimuli: dict[str, Any]) -> None:
+    channels, image_set = stimuli["channels"], stimuli["image_set"]
+    cases = [
+        (["loudness"], {}, "unknown or uncomputed measure 'loudness'"),
+        ([], {}, "rank_by: name the measures"),
+        (["mean"], {"ks": [1, 25]}, "ks must be whole numbers from 1 to the unit set's 24"),
+    ]
+    for rank_by, params, message in cases:
+        with pytest.raises(ValidationError) as caught:
+            services.do_queue_ablation_curves_job(
+                channels, image_set, rank_by, send=False, **params
+            )
+        assert message in " ".join(caught.value.messages), rank_by
+    assert not Job.objects.exists()

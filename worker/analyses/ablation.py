@@ -317,3 +317,23 @@ def ablation_pass(
     if state is None:
         raise AblationError("no image was read")
     return state
+
+
+# --- Group ablations ------------------------------------------------------------------------------
+
+
+def ranked_groups(ranking: Sequence[int], ks: Sequence[int]) -> list[list[int]]:
+    """The first k units of ``ranking`` (best first), for each k."""
+    if any(k < 1 or k > len(ranking) for k in ks):
+        raise AblationError(f"every k must be between 1 and the {len(ranking)} units")
+    return [list(ranking[:k]) for k in ks]
+
+
+def random_groups(n_units: int, ks: Sequence[int], repeats: int, seed: int) -> list[list[int]]:
+    """``repeats`` random groups of each size k (k-major: all of k=1, then k=2, …)."""
+    rng = np.random.default_rng(seed)
+    return [
+        sorted(int(u) for u in rng.choice(n_units, size=k, replace=False))
+        for k in ks
+        for _ in range(repeats)
+    ]
