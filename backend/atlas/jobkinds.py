@@ -162,3 +162,44 @@ def doubling(n_units: int) -> list[int]:
 register(
     JobKind(COMPUTE_ABLATION_CURVES, "gpu", plan_ablation_curves, "compute group ablation curves")
 )
+
+
+# --- Populations (#15) -----------------------------------------------------------------------
+
+COMPUTE_POPULATIONS = "compute_populations"
+POPULATION_BASES = ("activity", "ablation")
+
+
+def plan_populations(params: dict[str, Any]) -> list[ShardPlan]:
+    """Activity: ranges of images streaming the units' correlation; ablation: one shard that
+    reads the stored class profiles (compute ablations first)."""
+    from backend.atlas.models import Measure
+
+    (unit_set,) = activity_unit_sets({"unit_sets": [params.get("unit_set")]})
+    basis = params.get("basis", "activity")
+    if basis not in POPULATION_BASES:
+        raise ValidationError(f"basis must be one of {', '.join(POPULATION_BASES)}")
+    threshold = params.get("threshold")
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, int | float)
+        or not 0 <= threshold <= 2
+    ):  # fmt: skip
+        raise ValidationError("threshold must be a distance 1 - r between 0 and 2 (or absent)")
+    jobkinds.positive_int(params, "max_populations", 20)
+    n_units = unit_set.units.count()
+    if n_units < 3:
+        raise ValidationError(f"{unit_set} has {n_units} units: clustering needs at least three")
+    if basis == "activity":
+        return jobkinds.image_ranges(params.get("image_set"), params)
+    profiles = Measure.objects.filter(
+        unit__unit_set=unit_set, image_set=params.get("image_set"), name="ablation_accuracy_drop"
+    ).count()
+    if profiles < n_units:
+        raise ValidationError(
+            f"populations by ablation need every unit's ablation profile ({profiles} of "
+            f"{n_units}): compute ablations first"
+        )
+    return [ShardPlan({"profiles": unit_set.pk})]
+
+
+register(JobKind(COMPUTE_POPULATIONS, "gpu", plan_populations, "find populations"))

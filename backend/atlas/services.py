@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from backend.atlas import jobkinds
-from backend.atlas.models import AblationCurve, Measure
+from backend.atlas.models import AblationCurve, Measure, Population
 from backend.stimuli import services as stimuli_services
 from backend.stimuli.models import ImageSet, ImageSetMember, Job, Unit, UnitSet
 
@@ -109,6 +109,33 @@ def do_queue_ablation_curves_job(
     return stimuli_services.do_queue_job(
         jobkinds.COMPUTE_ABLATION_CURVES,
         {"unit_set": unit_set.pk, "image_set": image_set.pk, "rank_by": rank_by, **params},
+        user,
+        send,
+    )
+
+
+@transaction.atomic
+def do_save_populations(
+    unit_set: UnitSet, image_set: ImageSet, basis: str, members: list[list[int]],
+    details: dict[str, Any], job: Job | None,
+) -> list[Population]:  # fmt: skip
+    """Replace the unit set's populations of this basis and image set by `members`."""
+    Population.objects.filter(unit_set=unit_set, image_set=image_set, basis=basis).delete()
+    return Population.objects.bulk_create(
+        Population(unit_set=unit_set, image_set=image_set, basis=basis, index=i,
+                   members=group, details=details, job=job)
+        for i, group in enumerate(members)
+    )  # fmt: skip
+
+
+def do_queue_populations_job(
+    unit_set: UnitSet, image_set: ImageSet, basis: str = "activity", user: Any = None,
+    send: bool = True, **params: Any,
+) -> Job:  # fmt: skip
+    """Cluster the unit set's units by `basis` (activity or ablation profiles)."""
+    return stimuli_services.do_queue_job(
+        jobkinds.COMPUTE_POPULATIONS,
+        {"unit_set": unit_set.pk, "image_set": image_set.pk, "basis": basis, **params},
         user,
         send,
     )

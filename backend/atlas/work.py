@@ -301,3 +301,86 @@ def compute_ablation_curves(
 
 
 WORK[jobkinds.COMPUTE_ABLATION_CURVES] = KindWork(ablation_curve_shard, compute_ablation_curves)
+
+
+# --- Populations (#15) -----------------------------------------------------------------------
+
+
+def population_shard(job: Job, shard: Shard, progress: ProgressReporter) -> ShardOutput:
+    """Activity: the streaming correlation over the shard's images. Ablation: nothing to stream
+    (the merge reads the stored profiles)."""
+    from worker.analyses import populations
+    from worker.pipelines import exemplars, loading
+
+    if "profiles" in shard.covers:
+        return ShardOutput({"profiles": True})
+    unit_set = UnitSet.objects.select_related("layer__network").get(pk=job.params["unit_set"])
+    image_set = ImageSet.objects.get(pk=job.params["image_set"])
+    network, projector = load_network(unit_set.layer.network), load_projector(unit_set)
+    refs = image_refs(image_set, shard.covers)
+
+    def run(batch_size: int) -> Any:
+        batches = loading.image_batches(refs, network.preprocess, batch_size)
+        return populations.correlation_pass(network, projector, batches, progress, len(refs))
+
+    state = exemplars.oom_fallback(run, batch_size_for(job))
+    return ShardOutput({"images": state.count}, state=state.state_dict())
+
+
+def compute_populations(job: Job, shards: list[Shard], progress: ProgressReporter) -> ShardOutput:
+    """Cluster the units and write the Population rows (replacing the earlier ones)."""
+    from worker.analyses import populations
+
+    params = job.params
+    unit_set = UnitSet.objects.get(pk=params["unit_set"])
+    image_set = ImageSet.objects.get(pk=params["image_set"])
+    basis = str(params.get("basis", "activity"))
+    if basis == "activity":
+        state = None
+        for shard in shards:
+            part = populations.CorrelationState.from_state_dict(load_state(shard))
+            state = part if state is None else state.merge(part)
+        assert state is not None
+        correlation = state.correlation()
+    else:
+        correlation = populations.profile_correlation(_profiles(unit_set, image_set))
+    threshold = params.get("threshold")
+    try:
+        found = populations.cluster_units(
+            correlation, None if threshold is None else float(threshold),
+            int(params.get("max_populations", 20)),
+        )  # fmt: skip
+    except populations.PopulationError as err:
+        raise JobFailed(str(err)) from None
+    indices = sorted(unit_set.units.values_list("index", flat=True))
+    members = [[indices[i] for i in group] for group in found.members()]
+    details = {"rule": found.rule, "silhouette": found.silhouette,
+               "n_populations": found.n_populations}  # fmt: skip
+
+    def save() -> None:
+        services.do_save_populations(unit_set, image_set, basis, members, details, job)
+
+    result = {**details, "basis": basis, "sizes": [len(m) for m in members],
+              "linkage": found.linkage.tolist(), "units": indices}  # fmt: skip
+    return ShardOutput(result, save=save)
+
+
+def _profiles(unit_set: UnitSet, image_set: ImageSet) -> Any:
+    """``[units, classes]`` class-wise ablation profiles (drop per class), in unit order."""
+    import numpy as np
+
+    from backend.atlas.models import Measure
+
+    rows = Measure.objects.filter(
+        unit__unit_set=unit_set, image_set=image_set, name="ablation_accuracy_drop"
+    ).order_by("unit__index")
+    profiles = [
+        {e["class"]: e["drop"] for e in row.details.get("class_profile", [])} for row in rows
+    ]
+    classes = sorted({c for profile in profiles for c in profile})
+    if not classes:
+        raise JobFailed("the stored ablations have no class profiles: compute ablations again")
+    return np.array([[p.get(c, 0.0) for c in classes] for p in profiles])
+
+
+WORK[jobkinds.COMPUTE_POPULATIONS] = KindWork(population_shard, compute_populations)

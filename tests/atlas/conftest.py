@@ -13,7 +13,7 @@ from tests.stimuli.conftest import LAYER, stimuli  # noqa: F401 - the shared fix
 from tests.stimuli.factories import png_bytes
 from worker.pipelines import imagesets
 
-__all__ = ["LAYER", "labelled_set"]
+__all__ = ["LAYER", "few_images", "labelled_set"]
 
 
 @pytest.fixture
@@ -24,5 +24,14 @@ def labelled_set(db: Any) -> ImageSet:
         imagesets.ImageCandidate(f"{i}.png", ["dog", "cat"][i % 2], png_bytes(100 + i))
         for i in range(12)
     ]
+    services.do_import_images(image_set, candidates, imagesets.ImportReport())
+    return image_set
+
+
+@pytest.fixture
+def few_images(db: Any) -> ImageSet:
+    """4 images: enough for an ablation pass over 24 units in seconds."""
+    image_set = ImageSet.objects.create(name="few", origin=ImageSet.Origin.DEMO)
+    candidates = [imagesets.ImageCandidate(f"{i}.png", None, png_bytes(50 + i)) for i in range(4)]
     services.do_import_images(image_set, candidates, imagesets.ImportReport())
     return image_set

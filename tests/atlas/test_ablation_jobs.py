@@ -12,22 +12,11 @@ from django.core.exceptions import ValidationError
 
 from backend.atlas import services
 from backend.atlas.models import Measure
-from backend.stimuli import services as stimuli_services
 from backend.stimuli.models import ImageSet, Job, Shard
 from tests.atlas.conftest import LAYER
-from tests.stimuli.factories import png_bytes
-from worker.pipelines import imagesets
 from worker.tasks import run_job_here
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def few_images(db: Any) -> ImageSet:
-    image_set = ImageSet.objects.create(name="few", origin=ImageSet.Origin.DEMO)
-    candidates = [imagesets.ImageCandidate(f"{i}.png", None, png_bytes(50 + i)) for i in range(4)]
-    stimuli_services.do_import_images(image_set, candidates, imagesets.ImportReport())
-    return image_set
 
 
 def hooked_kl(image_set: ImageSet, channel: int) -> float:
