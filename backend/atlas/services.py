@@ -139,3 +139,29 @@ def do_queue_populations_job(
         user,
         send,
     )
+
+
+@transaction.atomic
+def do_create_population_unit_set(
+    unit_set: UnitSet, image_set: ImageSet, basis: str = "activity", name: str = ""
+) -> UnitSet:
+    """A unit set of kind `population` on the same layer: unit p is population p of
+    `unit_set` (by `basis` on `image_set`), the equal-weight mean of its members."""
+    from django.core.exceptions import ValidationError
+
+    populations = list(
+        Population.objects.filter(unit_set=unit_set, image_set=image_set, basis=basis)
+    )
+    if not populations:
+        raise ValidationError(f"{unit_set} has no {basis} populations on {image_set}: find them")
+    population_set = UnitSet(
+        name=name or f"{unit_set.name}-populations-{basis}"[:80], layer=unit_set.layer,
+        kind=UnitSet.Kind.POPULATION, point=unit_set.point, n_units=len(populations),
+        image_set=image_set,
+        params={"source_unit_set": unit_set.pk, "basis": basis, "image_set": image_set.pk,
+                "members": [p.members for p in populations]},
+    )  # fmt: skip
+    population_set.full_clean(exclude=["state_file"])
+    population_set.save()
+    stimuli_services.do_ensure_units(population_set, len(populations))
+    return population_set

@@ -63,3 +63,27 @@ def test_populations_by_ablation_profiles_use_the_stored_ablations(
     assert job.state == Job.State.SUCCEEDED, job.error
     rows = Population.objects.filter(unit_set=channels, basis="ablation")
     assert sorted(u for row in rows for u in row.members) == list(range(24))
+
+
+def test_a_population_unit_set_measures_the_mean_of_its_members(stimuli: dict[str, Any]) -> None:
+    from backend.atlas.models import Measure
+
+    channels, image_set = stimuli["channels"], stimuli["image_set"]
+    run_job_here(services.do_queue_populations_job(channels, image_set, send=False))
+    populations = services.do_create_population_unit_set(channels, image_set)
+    assert populations.kind == "population" and populations.is_ready
+    job = services.do_queue_activity_job(
+        [channels, populations], image_set, send=False, measures=["mean"]
+    )
+    assert run_job_here(job).state == Job.State.SUCCEEDED
+    means = dict(
+        Measure.objects.filter(unit__unit_set=channels, name="mean").values_list(
+            "unit__index", "value"
+        )
+    )
+    for row in Population.objects.filter(unit_set=channels).order_by("index"):
+        measured = Measure.objects.get(unit__unit_set=populations, unit__index=row.index)
+        expected = sum(means[u] for u in row.members) / len(row.members)
+        assert measured.value == pytest.approx(expected, rel=1e-5, abs=1e-7)
+    with pytest.raises(ValidationError, match="has no ablation populations"):
+        services.do_create_population_unit_set(channels, image_set, "ablation")

@@ -165,3 +165,17 @@ def test_a_layer_inside_a_skip_connection_is_refused() -> None:
     projector = ChannelProjector(UnitSetSpec("channels", "conv"), 3)
     with pytest.raises(AblationError, match="inside a skip connection"):
         ablated_logits(network, projector, remover_for(projector), [[0]], pixels(2))
+
+
+def test_a_population_is_ablated_by_removing_all_its_members() -> None:
+    from worker.pipelines.units import PopulationProjector
+
+    network, x = tiny_network(), pixels()
+    population = PopulationProjector(CHANNELS, [[1, 4, 9], [0]])
+    assert torch.allclose(
+        population(torch.ones(2, 16, 3, 3) * torch.arange(16.0)[None, :, None, None]),
+        torch.tensor([[14 / 3, 0.0]] * 2),
+    )
+    by_population = ablated_logits(network, population, remover_for(population), [[0]], x)
+    by_members = ablated_logits(network, CHANNELS, remover_for(CHANNELS), [[1, 4, 9]], x)
+    torch.testing.assert_close(by_population, by_members)

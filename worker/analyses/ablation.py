@@ -41,6 +41,7 @@ from worker.pipelines.units import (
     LinearProjector,
     NeuronProjector,
     NMFProjector,
+    PopulationProjector,
     SAEProjector,
     UnitProjector,
     nnls_codes,
@@ -126,6 +127,18 @@ class ComponentRemover(UnitRemover):
         return _from_position_vectors(vectors - removed, acts)
 
 
+class PopulationRemover(UnitRemover):
+    """A population is removed by removing all its members at once (the base unit set's way)."""
+
+    def __init__(self, base: UnitRemover, members: list[list[int]]) -> None:
+        self.base, self.members = base, members
+        self.description = f"all its members removed at once: {base.description}"
+
+    def remove_group(self, acts: Tensor, units: list[int]) -> Tensor:
+        chosen = sorted({member for unit in units for member in self.members[unit]})
+        return self.base.remove_group(acts, chosen)
+
+
 def _from_position_vectors(vectors: Tensor, like: Tensor) -> Tensor:
     if like.ndim == 4:
         batch, channels, height, width = like.shape
@@ -139,6 +152,8 @@ def remover_for(
     projector: UnitProjector, mode: Mode = "zero", means: Tensor | None = None
 ) -> UnitRemover:
     """How to remove the units of ``projector``'s unit set (see the module docstring)."""
+    if isinstance(projector, PopulationProjector):
+        return PopulationRemover(remover_for(projector.base, mode, means), projector.members)
     if isinstance(projector, ChannelProjector):
         return LocalRemover(mode, means, None)
     if isinstance(projector, NeuronProjector):
