@@ -36,6 +36,67 @@ class Measure(models.Model):
         return f"{self.name} of {self.unit} on {self.image_set}"
 
 
+class AblationCurve(models.Model):
+    """Group ablations of one unit set (Morcos et al. 2018; Meyes et al. 2020): the first k
+    units ranked by a measure (highest first) removed at once, for k = 1, 2, 4, …, against
+    size-matched random groups. `ranked`/`random_mean`/`random_sd`: the drop in top-1 accuracy
+    (or agreement with the unablated top-1) at each k; `details` the KL and how it was run."""
+
+    unit_set = models.ForeignKey(UnitSet, on_delete=models.CASCADE, related_name="ablation_curves")
+    image_set = models.ForeignKey(ImageSet, on_delete=models.CASCADE, related_name="+")
+    ranked_by = models.CharField(max_length=100, help_text="the measure the units are ranked by")
+    ks = models.JSONField(default=list)
+    ranked = models.JSONField(default=list)
+    random_mean = models.JSONField(default=list)
+    random_sd = models.JSONField(default=list)
+    details = models.JSONField(default=dict, blank=True)
+    job = models.ForeignKey(Job, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["unit_set", "ranked_by"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["unit_set", "image_set", "ranked_by"], name="one_curve_per_ranking"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.unit_set} ablated by {self.ranked_by} on {self.image_set}"
+
+
+class Population(models.Model):
+    """A group of units of one unit set that respond alike (`basis` activity: correlation of
+    their activations over images) or change the output alike when ablated (`basis` ablation:
+    correlation of their class-wise ablation profiles), found by hierarchical clustering
+    (Meyes et al. 2020). `members`: unit indices. It can become a unit set of kind
+    `population` (`backend.atlas.services.do_create_population_unit_set`)."""
+
+    class Basis(models.TextChoices):
+        ACTIVITY = "activity", "activation patterns over images"
+        ABLATION = "ablation", "class-wise ablation profiles"
+
+    unit_set = models.ForeignKey(UnitSet, on_delete=models.CASCADE, related_name="populations")
+    image_set = models.ForeignKey(ImageSet, on_delete=models.CASCADE, related_name="+")
+    basis = models.CharField(max_length=16, choices=Basis.choices)
+    index = models.PositiveIntegerField()
+    members = models.JSONField(default=list)
+    details = models.JSONField(default=dict, blank=True, help_text="rule, linkage, silhouette")
+    job = models.ForeignKey(Job, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["unit_set", "basis", "index"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["unit_set", "image_set", "basis", "index"], name="one_population_index"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.unit_set} population {self.index} ({self.basis})"
+
+
 class Spectrum(models.Model):
     """Code density of one layer, in one basis, over one image set (Marshall & Kirchner 2024):
     the eigenvalues of its activation covariance, the power-law exponent α fitted to them as
@@ -99,6 +160,7 @@ class Spectrum(models.Model):
     def smooth(self) -> bool | None:
         """Whether α reaches the criterion (None: no fit)."""
         return None if self.alpha is None else self.alpha >= self.criterion
+
 
 # --- The machine observer (docs/observer.md) ------------------------------------------------
 

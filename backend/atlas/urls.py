@@ -5,9 +5,29 @@ from __future__ import annotations
 
 from django.urls import URLPattern, path
 
-from backend.atlas import spectra_api
+from backend.atlas import api, observer_api, spectra_api
 
-urlpatterns: list[URLPattern] = []
+urlpatterns: list[URLPattern] = [
+    # --- #15: measures, ablations, populations ---
+    path("jobs/", api.QueueAtlasJob.as_view(), name="atlas-queue-job"),
+    path("unit-sets/<int:pk>/measures/", api.UnitSetMeasures.as_view(), name="atlas-measures"),
+    path(
+        "unit-sets/<int:pk>/measures.csv",
+        api.UnitSetMeasuresCsv.as_view(),
+        name="atlas-measures-csv",
+    ),
+    path(
+        "unit-sets/<int:pk>/populations/",
+        api.UnitSetPopulations.as_view(),
+        name="atlas-populations",
+    ),
+    path(
+        "unit-sets/<int:pk>/ablation-curves/",
+        api.UnitSetAblationCurves.as_view(),
+        name="atlas-ablation-curves",
+    ),
+]
+
 
 # Spectra (issue 16)
 urlpatterns += [
@@ -15,10 +35,6 @@ urlpatterns += [
     path("spectra.csv", spectra_api.SpectraCsv.as_view(), name="atlas-spectra-csv"),
     path("spectra/<int:pk>/", spectra_api.SpectrumDetail.as_view(), name="atlas-spectrum"),
 ]
-
-from backend.atlas import observer_api
-
-urlpatterns: list[URLPattern] = []
 
 # The machine observer (backend/atlas/observer_api.py).
 urlpatterns += [

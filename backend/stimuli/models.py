@@ -166,6 +166,9 @@ class UnitSet(models.Model):
         SAE = "sae", "dictionary: TopK sparse autoencoder"
         PCA = "pca", "PCA directions"
         RANDOM = "random", "random orthogonal directions (rotation baseline)"
+        # Made from the atlas's populations (backend.atlas.services), never fitted: each unit
+        # is one population of another unit set, the equal-weight mean of its members.
+        POPULATION = "population", "populations of another unit set (equal weights on members)"
 
     class Point(models.TextChoices):
         OUTPUT = "output", "the module's output (post-nonlinearity for an activation module)"
@@ -217,6 +220,12 @@ class UnitSet(models.Model):
             raise ValidationError({"n_units": "Say how many atoms or directions to use."})
         if not isinstance(self.params, dict):
             raise ValidationError({"params": "Parameters must be a JSON object."})
+        if self.kind == self.Kind.POPULATION and not (
+            self.params.get("source_unit_set") and self.params.get("members")
+        ):
+            raise ValidationError(
+                {"kind": "A population unit set is made from the atlas's populations."}
+            )
 
 
 class Unit(models.Model):

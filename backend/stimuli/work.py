@@ -112,6 +112,13 @@ def load_projector(unit_set: UnitSet) -> Any:
 
     from worker.pipelines import units
 
+    if unit_set.kind == UnitSet.Kind.POPULATION:  # the atlas's populations of another unit set
+        source = UnitSet.objects.select_related("layer").get(pk=unit_set.params["source_unit_set"])
+        try:
+            return units.PopulationProjector(load_projector(source), unit_set.params["members"])
+        except units.UnitError as err:
+            raise JobFailed(f"{unit_set}: {err}") from None
+
     spec = unit_spec(unit_set)
     if not spec.needs_fit:
         return units.build_projector(spec, tuple(unit_set.layer.shape))
@@ -286,6 +293,8 @@ def objective_for(unit_set: UnitSet, projector: Any) -> Any:
     direction for NMF/PCA/random, the pre-activation code for a sparse autoencoder."""
     from worker import featurevis
 
+    if unit_set.kind == UnitSet.Kind.POPULATION:
+        return population_objective(unit_set, projector)
     config, tensors = projector.state()
     if unit_set.kind == UnitSet.Kind.CHANNELS:
         return featurevis.ChannelObjective()
@@ -299,6 +308,19 @@ def objective_for(unit_set: UnitSet, projector: Any) -> Any:
         return featurevis.CodeObjective(featurevis.linear_encoder(weight, bias))
     directions = tensors["atoms"] if unit_set.kind == UnitSet.Kind.NMF else tensors["weight"]
     return featurevis.DirectionObjective(directions)
+
+
+def population_objective(unit_set: UnitSet, projector: Any) -> Any:
+    """Populations of channels or of linear directions are directions themselves (the members'
+    equal-weight mean); populations of neurons or dictionary codes have no direction here."""
+    from worker import featurevis
+
+    base = UnitSet.objects.get(pk=unit_set.params["source_unit_set"])
+    if base.kind == UnitSet.Kind.CHANNELS:
+        return featurevis.DirectionObjective(projector.weights)
+    if base.kind in (UnitSet.Kind.PCA, UnitSet.Kind.RANDOM):
+        return featurevis.DirectionObjective(projector.weights @ projector.base.weight)
+    raise JobFailed(f"{unit_set}: feature visualizations of populations of {base.kind} units")
 
 
 class Negated:

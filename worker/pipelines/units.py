@@ -39,6 +39,7 @@ __all__ = [
     "build_projector",
     "channel_count",
     "load_projector",
+    "PopulationProjector",
     "nnls_codes",
     "position_vectors",
     "save_projector",
@@ -202,6 +203,7 @@ class UnitProjector(nn.Module):
             input_mean=tensors["input_mean"],
             input_scale=tensors["input_scale"],
             top_k=int(config["top_k"]),
+            decoder=tensors.get("decoder"),
         )
 
 
@@ -280,9 +282,17 @@ class SAEProjector(UnitProjector):
         input_mean: Tensor,
         input_scale: Tensor,
         top_k: int,
+        decoder: Tensor | None = None,
     ) -> None:
         super().__init__(spec, int(encoder_weight.shape[0]))
         self.top_k = top_k
+        # [units, C] in normalized units: kept for ablations (a unit's code times its atom);
+        # unit sets fitted before it was kept have none.
+        self.decoder: Tensor | None
+        if decoder is not None:
+            self.register_buffer("decoder", decoder.float())
+        else:
+            self.decoder = None
         self.register_buffer("encoder_weight", encoder_weight.float())  # [units, C]
         self.register_buffer("encoder_bias", encoder_bias.float())  # [units]
         self.register_buffer("input_mean", input_mean.float())  # [C]
@@ -303,6 +313,27 @@ class SAEProjector(UnitProjector):
         batch, positions, channels = vectors.shape
         codes = self.encode(vectors.reshape(-1, channels))
         return codes.reshape(batch, positions, -1).mean(dim=1)
+
+
+class PopulationProjector(UnitProjector):
+    """Populations of another unit set: unit p is the mean of its members' activations
+    (``members[p]``: indices into ``base``'s units), so everything downstream works on it."""
+
+    def __init__(self, base: UnitProjector, members: list[list[int]]) -> None:
+        super().__init__(base.spec, len(members))
+        if not members or any(not group for group in members):
+            raise UnitError("every population needs at least one member")
+        if any(not 0 <= u < base.n_units for group in members for u in group):
+            raise UnitError(f"population members must be units 0 to {base.n_units - 1}")
+        self.base = base
+        self.members = [list(group) for group in members]
+        weights = torch.zeros(len(members), base.n_units)
+        for p, group in enumerate(members):
+            weights[p, group] = 1.0 / len(group)
+        self.register_buffer("weights", weights)  # [populations, base units]
+
+    def forward(self, acts: Tensor) -> Tensor:
+        return self.base(acts).float() @ self.weights.T
 
 
 def build_projector(

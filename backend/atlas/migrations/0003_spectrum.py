@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('atlas', '0001_initial'),
+        ('atlas', '0002_activity'),
         ('stimuli', '0006_demo_origin_label'),
     ]
 
