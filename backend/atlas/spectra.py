@@ -130,10 +130,11 @@ def do_queue_spectra(params: dict[str, Any], user: Any = None, send: bool = True
 def do_save_spectra(rows: list[dict[str, Any]]) -> list[Spectrum]:
     """Write each spectrum (replacing the one of the same layer, basis, set and sampling)."""
     saved = []
+    keys = ("layer_id", "unit_set_id", "image_set_id", "sampling")
     for row in rows:
-        key = {name: row.pop(name) for name in ("layer_id", "unit_set_id", "image_set_id",
-                                                "sampling")}  # fmt: skip
-        spectrum, _ = Spectrum.objects.update_or_create(**key, defaults=row)
+        key = {name: row[name] for name in keys}
+        values = {name: value for name, value in row.items() if name not in keys}
+        spectrum, _ = Spectrum.objects.update_or_create(**key, defaults=values)
         saved.append(spectrum)
     return saved
 

@@ -40,7 +40,7 @@ def _filtered(request: Request) -> Any:
 class Spectra(APIView):
     permission_classes = [IsResearcher]
 
-    @extend_schema(parameters=FILTERS, responses={200: dict})
+    @extend_schema(operation_id="atlas_spectra_list", parameters=FILTERS, responses={200: dict})
     def get(self, request: Request) -> Response:
         return Response({"spectra": [spectra.spectrum_summary(s) for s in _filtered(request)]})
 
@@ -58,7 +58,7 @@ class Spectra(APIView):
 class SpectrumDetail(APIView):
     permission_classes = [IsResearcher]
 
-    @extend_schema(responses={200: dict, 404: None})
+    @extend_schema(operation_id="atlas_spectrum_retrieve", responses={200: dict, 404: None})
     def get(self, request: Request, pk: int) -> Response:
         spectrum = spectra.spectra_of().filter(pk=pk).first()
         if spectrum is None:
@@ -72,7 +72,9 @@ class SpectrumDetail(APIView):
 class SpectraCsv(APIView):
     permission_classes = [IsResearcher]
 
-    @extend_schema(parameters=FILTERS, responses={(200, "text/csv"): str})
+    @extend_schema(
+        operation_id="atlas_spectra_csv", parameters=FILTERS, responses={(200, "text/csv"): str}
+    )
     def get(self, request: Request) -> HttpResponse:
         response = HttpResponse(spectra.spectra_csv(_filtered(request)), content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="spectra.csv"'

@@ -84,9 +84,12 @@ def compute_spectra(job: Job, shards: list[Shard], progress: ProgressReporter) -
             merged[name] = merged[name].merge(part) if name in merged else part
     ranks, manifold_dim = spectra.fit_ranks(job.params), job.params.get("manifold_dim")
     progress(None, f"eigendecomposition of {len(merged)} covariances")
-    figures = {
-        name: spectrum.spectrum_figures(sums, ranks, manifold_dim) for name, sums in merged.items()
-    }
+    figures = {}
+    for name, sums in merged.items():
+        try:
+            figures[name] = spectrum.spectrum_figures(sums, ranks, manifold_dim)
+        except spectrum.SpectrumError as err:  # e.g. a layer whose activity never varies
+            raise JobFailed(f"{_target_label(name)}: {err}") from None
     progress(None, "random projections of the stimulus path")
     energies = path_energies(job, layers, unit_sets, image_set)
     rows = [_row(job, name, figures[name], energies, image_set) for name in sorted(merged)]
@@ -99,6 +102,14 @@ def compute_spectra(job: Job, shards: list[Shard], progress: ProgressReporter) -
         "alpha": {name: f.fit.alpha if f.fit else None for name, f in figures.items()},
     }  # fmt: skip
     return ShardOutput(result, save=save)
+
+
+def _target_label(name: str) -> str:
+    kind, _, pk = name.partition(":")
+    if kind == "unit_set":
+        unit_set = UnitSet.objects.select_related("layer").get(pk=int(pk))
+        return f"{unit_set.layer.name} in {unit_set.name}"
+    return str(Layer.objects.get(pk=int(pk)).name)
 
 
 def _row(

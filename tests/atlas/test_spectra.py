@@ -128,7 +128,8 @@ def test_the_api_refuses_what_cannot_run_then_queues_lists_shows_and_exports(
     )
     assert bad.status_code == 400 and not Job.objects.exists()
     client = researcher_client(owner)
-    body = params(tiny, layers=layer_ids(tiny, "blocks.2"), sampling="positions")
+    translate = {"kind": "translate", "steps": 6, "step": 3.0, "directions": 4, "image": 2}
+    body = params(tiny, layers=layer_ids(tiny, "blocks.2"), sampling="positions", path=translate)
     queued = client.post("/api/v1/researcher/atlas/spectra/", body, format="json")
     assert queued.status_code == 202 and queued.json()["kind"] == "compute_spectra"
     job = run_job_here(Job.objects.get(pk=queued.json()["id"]))
@@ -140,6 +141,8 @@ def test_the_api_refuses_what_cannot_run_then_queues_lists_shows_and_exports(
     ]
     detail = client.get(f"/api/v1/researcher/atlas/spectra/{listed[0]['id']}/").json()
     assert len(detail["eigenvalues"]) == 40 and detail["alpha"] == listed[0]["alpha"]
+    assert detail["details"]["path"]["kind"] == "translate" and detail["energy"] is not None
+    assert len(detail["details"]["projections"]) == 6 and detail["energy_pixels"] is not None
     exported = client.get(f"/api/v1/researcher/atlas/spectra.csv?network={network}")
     lines = list(csv.DictReader(io.StringIO(exported.content.decode())))
     assert exported["Content-Type"] == "text/csv" and len(lines) == 1

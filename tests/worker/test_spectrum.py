@@ -152,3 +152,10 @@ def test_the_spectrum_pass_sums_each_layer_in_one_pass() -> None:
     pooled = network.module[:2](pixels).mean(dim=(2, 3)).double()
     np.testing.assert_allclose(sums["a"].covariance().numpy(), np.cov(pooled.numpy(), rowvar=False),
                                rtol=1e-5, atol=1e-9)  # fmt: skip
+
+
+def test_a_layer_whose_activity_never_varies_is_an_error() -> None:
+    sums = spectrum.CovarianceSums(30)
+    sums.add(torch.full((50, 30), 2.5))
+    with pytest.raises(spectrum.SpectrumError, match="does not vary"):
+        spectrum.spectrum_figures(sums)

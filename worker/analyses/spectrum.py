@@ -38,7 +38,7 @@ from worker.pipelines.loading import ImageBatch
 from worker.pipelines.networks import (
     LayerTap,
     Network,
-    autocast_context,
+    TruncatedNetwork,
     inference_network,
     prepare_batch,
 )
@@ -322,6 +322,25 @@ class SpectrumTarget:
     basis: UnitProjector | None = None
 
 
+def fp32_forward(
+    truncated: TruncatedNetwork, pixels: Tensor, device: torch.device
+) -> dict[str, Tensor]:
+    """The taps' activations in plain float32: no bf16 autocast and no TF32 convolutions on a
+    GPU (the other passes use both). Their rounding, about 1e-3 relative, would lay a noise
+    floor under the spectrum's tail: rank 500 of a spectrum with α = 1.5 is 1e-4 of rank 1."""
+    cudnn = torch.backends.cudnn
+    with (
+        torch.no_grad(),
+        cudnn.flags(
+            enabled=cudnn.enabled,
+            benchmark=cudnn.benchmark,
+            deterministic=cudnn.deterministic,
+            allow_tf32=False,
+        ),
+    ):
+        return truncated(prepare_batch(pixels, device))
+
+
 def sample_vectors(
     acts: Tensor, image_ids: Tensor, config: SpectrumConfig, basis: UnitProjector | None = None
 ) -> Tensor:
@@ -362,9 +381,8 @@ def spectrum_sums(
     done = 0
     for batch in batches:
         if len(batch):
-            with torch.no_grad():
-                with autocast_context(device):
-                    acts = truncated(prepare_batch(batch.pixels, device))
+            acts = fp32_forward(truncated, batch.pixels, device)
+            with torch.no_grad():  # the bases' codes (SAE, NMF) need no graph either
                 for name, target in targets.items():
                     layer = acts[target.tap.key].float()
                     vectors = sample_vectors(layer, batch.image_ids, config, bases[name])
@@ -502,8 +520,7 @@ def path_energies(
         frames = F.interpolate(frames, size=(preprocess.crop, preprocess.crop), mode="bilinear")
     pixels = (frames - mean) / std
     truncated = inference_network(network, list(taps))
-    with torch.no_grad(), autocast_context(network.device):
-        acts = truncated(prepare_batch(pixels, network.device))
+    acts = fp32_forward(truncated, pixels, network.device)
     results = {"pixels": layer_energy(pixels, config)}
     for tap in taps:
         results[tap.key] = layer_energy(acts[tap.key].float(), config)
