@@ -5,6 +5,7 @@ calibrated against simulated people."""
 
 from __future__ import annotations
 
+import csv
 import io
 import random
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image as PILImage
+from rest_framework.test import APIClient
 
 from backend.atlas import observers
 from backend.atlas.models import Measure, Observer, ObserverAnswer, ObserverEmbedding
@@ -125,9 +127,9 @@ def test_too_few_exemplars_leave_the_measure_undefined_with_the_reason(observer:
 
 
 def built_study(owner: Any) -> Any:
-    units = factories.stimulated_unit_set(n_units=6)
+    units = factories.stimulated_unit_set(n_units=4)
     study = factories.study(owner, units=units)
-    study.main_trials_per_list, study.target_valid_responses_per_unit = 6, 4
+    study.main_trials_per_list, study.target_valid_responses_per_unit = 4, 4
     study.catch_trials_per_list = 1
     study.save()
     study_services.do_build_task_lists(study)
@@ -162,6 +164,17 @@ def test_the_pilot_answers_exactly_the_task_lists_trials_from_the_images_alone(
     assert (after.choice, after.p_first, after.gap) == (before.choice, before.p_first, before.gap)
     assert after.p_correct == pytest.approx(1 - before_p_correct)
     assert after.p_correct != pytest.approx(before_p_correct)
+
+    client = APIClient()
+    client.force_authenticate(owner)
+    export = client.get(f"/api/v1/researcher/atlas/observers/{observer.pk}/pilot/{study.pk}.csv")
+    assert export.status_code == 200 and export["Content-Type"] == "text/csv"
+    table = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
+    assert len(table) == trials.count() and tuple(table[0]) == observers.PILOT_COLUMNS
+    flipped = next(r for r in table if int(r["task_list"]) == trial.task_list.index
+                   and int(r["trial_index"]) == trial.index)  # fmt: skip
+    assert int(flipped["correct_query"]) == 1 - trial.correct_query
+    assert float(flipped["p_correct"]) == pytest.approx(after.p_correct)
 
 
 def test_calibration_recovers_alpha_from_simulated_people(observer: Observer, owner: Any) -> None:
