@@ -216,3 +216,23 @@ def test_calibration_recovers_alpha_from_simulated_people(observer: Observer, ow
     observer.refresh_from_db()
     assert observer.calibrations[-1]["alpha"] == pytest.approx(result["alpha"])
     assert Unit.objects.exists() and Network.objects.filter(name="net").exists()
+
+
+def test_pools_count_photos_where_the_exemplars_keep_one_image_per_photo(
+    observer: Observer,
+) -> None:
+    units = factories.unit_set(name="photos", n_units=1)
+    factories.add_exemplars(units, factories.image_pool())
+    with_members(units)  # 60 crops of 12 photos: n = 12, a pool of 3 < K + 1
+    image_set = factories.natural_image_set()
+    for member in image_set.members.all():
+        member.source = f"photo-{member.position % 12}"
+        member.save()
+    ExemplarSet.objects.filter(unit__unit_set=units).update(distinct_sources=True)
+    run_job_here(observers.do_queue_mis(observer, [units], send=False))
+    measure = Measure.objects.get(name="mis:tiny", unit__unit_set=units)
+    assert measure.details["pool"] == 3 and measure.value is None
+    ExemplarSet.objects.filter(unit__unit_set=units).update(distinct_sources=False)
+    run_job_here(observers.do_queue_mis(observer, [units], send=False))
+    measure.refresh_from_db()
+    assert measure.details["pool"] == 15 and measure.value is not None
