@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from django.test import Client
 from PIL import Image as PILImage
 from rest_framework.test import APIClient
 
@@ -137,7 +138,7 @@ def built_study(owner: Any) -> Any:
 
 
 def test_the_pilot_answers_exactly_the_task_lists_trials_from_the_images_alone(
-    observer: Observer, owner: Any
+    observer: Observer, owner: Any, superuser: Any
 ) -> None:
     study = built_study(owner)
     trials = Trial.objects.filter(task_list__study=study)
@@ -175,6 +176,12 @@ def test_the_pilot_answers_exactly_the_task_lists_trials_from_the_images_alone(
                    and int(r["trial_index"]) == trial.index)  # fmt: skip
     assert int(flipped["correct_query"]) == 1 - trial.correct_query
     assert float(flipped["p_correct"]) == pytest.approx(after.p_correct)
+
+    page = Client()
+    page.force_login(superuser)
+    html = page.get(f"/admin/atlas/observer/{observer.pk}/change/").content.decode()
+    assert "Machine pilots" in html and f"{study.slug}</b>: {trials.count()} trials" in html
+    assert "catch trials" in html and f"{observer.pk}/pilot/{study.pk}.csv" in html
 
 
 def test_calibration_recovers_alpha_from_simulated_people(observer: Observer, owner: Any) -> None:
