@@ -124,10 +124,11 @@ def mis_rows(unit_sets: list[Any]) -> list[str]:
     assert job.state == "succeeded", job.error
     units = len(exemplar_sets)
     return [
-        "| units | distinct images | embedding floor s | MIS job s | floor / job | ms per unit |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| units | distinct images | embedding floor s | MIS job s | floor / job | ms per unit "
+        "| ms per unit beyond the floor |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
         f"| {units} | {len(distinct)} | {floor:.1f} | {total:.1f} | {floor / total:.2f} | "
-        f"{1000 * total / units:.0f} |",
+        f"{1000 * total / units:.0f} | {1000 * (total - floor) / units:.0f} |",
     ]
 
 

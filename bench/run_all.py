@@ -84,6 +84,7 @@ def benchmarks(page_url: str | None) -> list[Benchmark]:
             ],
             lucent_missing,
         ),  # fmt: skip
+        Benchmark("observer", ["bench_observer.py"], ["bench_observer.py", "--quick"]),
         Benchmark(
             "page-load",
             ["bench_page_load.py", page_url or "", "--runs", "5"],

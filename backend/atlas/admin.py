@@ -37,3 +37,36 @@ class ObserverAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     list_display = ["name", "network", "layer", "similarity", "alpha", "created_at"]
     readonly_fields = ["calibrations", "created_at"]
+    change_form_template = "admin/atlas/observer/change_form.html"
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> Any:  # fmt: skip
+        observer = Observer.objects.filter(pk=object_id).first()
+        pilots = pilot_tables(observer, request.user) if observer else []
+        return super().change_view(
+            request, object_id, form_url, {**(extra_context or {}), "pilots": pilots}
+        )
+
+
+def pilot_tables(observer: Observer, user: Any) -> list[dict[str, Any]]:
+    """Each piloted study the viewer may see: predicted accuracy per condition, with flags."""
+    from backend.atlas import observers
+    from backend.studies.permissions import visible_studies
+
+    piloted = visible_studies(user).filter(
+        task_lists__trials__observer_answers__observer=observer
+    ).distinct()  # fmt: skip
+    tables = []
+    for study in piloted:
+        summary = observers.pilot_summary(observer, study)
+        flags = {f["condition"]: f["flag"] for f in summary["flags"]}
+        rows = [
+            {"condition": name, **cell, "flag": flags.get(name, "")}
+            for name, cell in summary["condition"].items()
+        ]
+        csv_url = f"/api/v1/researcher/atlas/observers/{observer.pk}/pilot/{study.pk}.csv"
+        tables.append({"study": study.slug, "trials": summary["trials"], "rows": rows,
+                       "catch": summary["catch"], "csv_url": csv_url})  # fmt: skip
+    return tables

@@ -5,7 +5,8 @@
 - `POST observers/<id>/mis` queues MIS for unit sets (`k`, `n_tasks`, `quantile`, `seed`);
   `GET observers/<id>/mis?unit_set=<id>` reads it per unit;
 - `POST observers/<id>/pilot` runs the machine pilot of a built study the caller may see;
-  `GET observers/<id>/pilot/<study id>` its predicted accuracy and flags;
+  `GET observers/<id>/pilot/<study id>` its predicted accuracy and flags, `.../<study id>.csv`
+  one row per trial;
 - `POST observers/<id>/calibrate` fits α to the study's valid human responses.
 
 Views that queue answer 202 with the Job (`jobs/<id>/` follows it); bad input is a 400 that
@@ -14,9 +15,13 @@ queues nothing; a study the caller may not see is a 404.
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterator
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.http import StreamingHttpResponse
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -139,6 +144,33 @@ class ObserverPilotResults(APIView):
     def get(self, request: Request, pk: int, study: int) -> Response:
         observer = observer_or_404(pk)
         return Response(observers.pilot_summary(observer, study_or_404(request, study)))
+
+
+class ObserverPilotExport(APIView):
+    """The machine pilot as CSV: one row per trial (docs/data-dictionary.md)."""
+
+    permission_classes = [IsResearcher]
+
+    def get(self, request: Request, pk: int, study: int) -> StreamingHttpResponse:
+        observer = observer_or_404(pk)
+        chosen = study_or_404(request, study)
+
+        def lines() -> Iterator[str]:
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
+            writer.writerow(observers.PILOT_COLUMNS)
+            for row in observers.pilot_rows(observer, chosen):
+                writer.writerow(row)
+                if buffer.tell() > 65536:
+                    yield buffer.getvalue()
+                    buffer.seek(0)
+                    buffer.truncate()
+            yield buffer.getvalue()
+
+        response = StreamingHttpResponse(lines(), content_type="text/csv")
+        name = f"{chosen.slug}-observer-{observer.name}.csv"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
 
 
 class ObserverCalibrate(APIView):

@@ -134,11 +134,15 @@ def mis_shard(job: Job, shard: Shard, progress: ProgressReporter) -> ShardOutput
         .select_related("unit__unit_set", "image_set")
         .order_by("unit__unit_set", "unit__index", "pk")
     )
-    sizes: dict[int, int] = {}  # image set -> its number of images
+    sizes: dict[tuple[int, bool], int] = {}  # (image set, one per photo) -> n
     for e in exemplar_sets:
-        if e.image_set_id not in sizes:
-            sizes[e.image_set_id] = e.image_set.members.count()
-    pools = {e.pk: unit_pools(e, mis_config, sizes[e.image_set_id]) for e in exemplar_sets}
+        key = (e.image_set_id, e.distinct_sources)
+        if key not in sizes:
+            sizes[key] = pool_base(e)
+    pools = {
+        e.pk: unit_pools(e, mis_config, sizes[(e.image_set_id, e.distinct_sources)])
+        for e in exemplar_sets
+    }
     embeddings = Embeddings(observer)
     needed = {i for top, bottom, _ in pools.values() for i in top + bottom}
     embeddings.ensure(needed, job, progress)
@@ -190,6 +194,16 @@ def mis_shard(job: Job, shard: Shard, progress: ProgressReporter) -> ShardOutput
          "embedded": embeddings.embedded, "skipped_images": embeddings.skipped},
         save=save,
     )  # fmt: skip
+
+
+def pool_base(exemplar_set: ExemplarSet) -> int:
+    """The n of ⌈quantile · n⌉: the set's images, or its distinct source photos where the
+    exemplars keep one image per photo (their lists then rank photos, not crops)."""
+    members = exemplar_set.image_set.members
+    if not exemplar_set.distinct_sources:
+        return int(members.count())
+    photos = members.exclude(source="").values("source").distinct().count()
+    return int(photos + members.filter(source="").count())
 
 
 def unit_pools(

@@ -243,6 +243,33 @@ def design_flags(conditions: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return flags
 
 
+PILOT_COLUMNS = (
+    "study", "task_list", "trial_index", "condition", "unit_set", "layer", "basis", "unit",
+    "is_catch", "correct_query", "observer", "alpha", "p_first", "choice", "gap", "p_correct",
+    "hard_correct",
+)  # fmt: skip
+
+
+def pilot_rows(observer: Observer, study: Study) -> Iterable[list[Any]]:
+    """The machine pilot, one row per trial in task-list order (`PILOT_COLUMNS`;
+    docs/data-dictionary.md, "Machine observer")."""
+    answers = (
+        ObserverAnswer.objects.filter(observer=observer, trial__task_list__study=study)
+        .select_related("trial__condition", "trial__unit__unit_set__layer", "trial__task_list")
+        .order_by("trial__task_list__index", "trial__index")
+    )
+    for answer in answers.iterator(chunk_size=2000):
+        trial = answer.trial
+        unit_set = trial.unit.unit_set
+        hard = "" if answer.choice is None else int(answer.choice == trial.correct_query)
+        yield [
+            study.slug, trial.task_list.index, trial.index, trial.condition.name, unit_set.name,
+            unit_set.layer.name, unit_set.kind, trial.unit.index, int(trial.is_catch),
+            trial.correct_query, observer.name, observer.alpha, answer.p_first,
+            "" if answer.choice is None else answer.choice, answer.gap, answer.p_correct, hard,
+        ]  # fmt: skip
+
+
 def observer_mis(observer: Observer, unit_set: UnitSet) -> dict[int, float | None]:
     """The unit set's MIS under the observer, by unit index (the Measure rows)."""
     from backend.atlas.models import Measure

@@ -44,6 +44,8 @@ urlpatterns += [
          name="atlas-observer-pilot"),
     path("observers/<int:pk>/pilot/<int:study>", observer_api.ObserverPilotResults.as_view(),
          name="atlas-observer-pilot-results"),
+    path("observers/<int:pk>/pilot/<int:study>.csv", observer_api.ObserverPilotExport.as_view(),
+         name="atlas-observer-pilot-export"),
     path("observers/<int:pk>/calibrate", observer_api.ObserverCalibrate.as_view(),
          name="atlas-observer-calibrate"),
 ]  # fmt: skip

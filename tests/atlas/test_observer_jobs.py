@@ -5,6 +5,7 @@ calibrated against simulated people."""
 
 from __future__ import annotations
 
+import csv
 import io
 import random
 from pathlib import Path
@@ -13,7 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from django.test import Client
 from PIL import Image as PILImage
+from rest_framework.test import APIClient
 
 from backend.atlas import observers
 from backend.atlas.models import Measure, Observer, ObserverAnswer, ObserverEmbedding
@@ -125,9 +128,9 @@ def test_too_few_exemplars_leave_the_measure_undefined_with_the_reason(observer:
 
 
 def built_study(owner: Any) -> Any:
-    units = factories.stimulated_unit_set(n_units=6)
+    units = factories.stimulated_unit_set(n_units=4)
     study = factories.study(owner, units=units)
-    study.main_trials_per_list, study.target_valid_responses_per_unit = 6, 4
+    study.main_trials_per_list, study.target_valid_responses_per_unit = 4, 4
     study.catch_trials_per_list = 1
     study.save()
     study_services.do_build_task_lists(study)
@@ -135,7 +138,7 @@ def built_study(owner: Any) -> Any:
 
 
 def test_the_pilot_answers_exactly_the_task_lists_trials_from_the_images_alone(
-    observer: Observer, owner: Any
+    observer: Observer, owner: Any, superuser: Any
 ) -> None:
     study = built_study(owner)
     trials = Trial.objects.filter(task_list__study=study)
@@ -162,6 +165,23 @@ def test_the_pilot_answers_exactly_the_task_lists_trials_from_the_images_alone(
     assert (after.choice, after.p_first, after.gap) == (before.choice, before.p_first, before.gap)
     assert after.p_correct == pytest.approx(1 - before_p_correct)
     assert after.p_correct != pytest.approx(before_p_correct)
+
+    client = APIClient()
+    client.force_authenticate(owner)
+    export = client.get(f"/api/v1/researcher/atlas/observers/{observer.pk}/pilot/{study.pk}.csv")
+    assert export.status_code == 200 and export["Content-Type"] == "text/csv"
+    table = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
+    assert len(table) == trials.count() and tuple(table[0]) == observers.PILOT_COLUMNS
+    flipped = next(r for r in table if int(r["task_list"]) == trial.task_list.index
+                   and int(r["trial_index"]) == trial.index)  # fmt: skip
+    assert int(flipped["correct_query"]) == 1 - trial.correct_query
+    assert float(flipped["p_correct"]) == pytest.approx(after.p_correct)
+
+    page = Client()
+    page.force_login(superuser)
+    html = page.get(f"/admin/atlas/observer/{observer.pk}/change/").content.decode()
+    assert "Machine pilots" in html and f"{study.slug}</b>: {trials.count()} trials" in html
+    assert "catch trials" in html and f"{observer.pk}/pilot/{study.pk}.csv" in html
 
 
 def test_calibration_recovers_alpha_from_simulated_people(observer: Observer, owner: Any) -> None:
@@ -203,3 +223,23 @@ def test_calibration_recovers_alpha_from_simulated_people(observer: Observer, ow
     observer.refresh_from_db()
     assert observer.calibrations[-1]["alpha"] == pytest.approx(result["alpha"])
     assert Unit.objects.exists() and Network.objects.filter(name="net").exists()
+
+
+def test_pools_count_photos_where_the_exemplars_keep_one_image_per_photo(
+    observer: Observer,
+) -> None:
+    units = factories.unit_set(name="photos", n_units=1)
+    factories.add_exemplars(units, factories.image_pool())
+    with_members(units)  # 60 crops of 12 photos: n = 12, a pool of 3 < K + 1
+    image_set = factories.natural_image_set()
+    for member in image_set.members.all():
+        member.source = f"photo-{member.position % 12}"
+        member.save()
+    ExemplarSet.objects.filter(unit__unit_set=units).update(distinct_sources=True)
+    run_job_here(observers.do_queue_mis(observer, [units], send=False))
+    measure = Measure.objects.get(name="mis:tiny", unit__unit_set=units)
+    assert measure.details["pool"] == 3 and measure.value is None
+    ExemplarSet.objects.filter(unit__unit_set=units).update(distinct_sources=False)
+    run_job_here(observers.do_queue_mis(observer, [units], send=False))
+    measure.refresh_from_db()
+    assert measure.details["pool"] == 15 and measure.value is not None
