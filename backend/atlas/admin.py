@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from backend.atlas.models import Measure
+from backend.atlas.models import Description, Measure
 
 
 @admin.register(Measure)
@@ -16,6 +16,23 @@ class MeasureAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_filter = ["name", "unit__unit_set", "image_set"]
     search_fields = ["name", "unit__unit_set__name"]
     readonly_fields = ["unit", "image_set", "name", "value", "details", "job", "computed_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Description)
+class DescriptionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Descriptions in words (soft-WPMI), read-only; each unit's page shows its own."""
+
+    list_display = ["unit", "text", "source", "image_set", "computed_at"]
+    list_filter = ["source", "unit__unit_set", "image_set"]
+    search_fields = ["text", "unit__unit_set__name"]
+    readonly_fields = ["unit", "image_set", "source", "text", "concepts", "details", "job",
+                       "computed_at"]  # fmt: skip
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -3,6 +3,13 @@ queues work answers 202 with the Job (`backend.stimuli.api`: `jobs/<id>/` follow
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
+
+from backend.atlas import descriptions
 
 urlpatterns: list[URLPattern] = []
+
+# Descriptions (#18)
+urlpatterns += [
+    path("descriptions/", descriptions.Descriptions.as_view(), name="atlas-descriptions"),
+]

@@ -8,3 +8,8 @@ from __future__ import annotations
 from backend.stimuli.jobs import KindWork
 
 WORK: dict[str, KindWork] = {}
+
+# Descriptions (#18)
+from backend.atlas.describe_work import WORK as _DESCRIBE_WORK  # noqa: E402
+
+WORK.update(_DESCRIBE_WORK)
