@@ -88,7 +88,8 @@ def main() -> None:
     print(f"| descriptions in all | {n_units} | {total:.1f} | {total / activation_s:.2f} |")
 
     output = {"output": build_projector(UnitSetSpec("channels", OUTPUT_LAYER), (1000,))}
-    state = concepts.describe_states(network, output, refs, source, 100, options.batch_size)
+    # top_k = every image: the state keeps every image's P(t | x) (for the classes present)
+    state = concepts.describe_states(network, output, refs, source, len(refs), options.batch_size)
     probs = state["output"].probs
     # Classes the probe set holds at all, by the network's own top-1 over the images.
     present = torch.zeros(1000, dtype=torch.bool)

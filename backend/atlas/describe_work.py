@@ -90,7 +90,7 @@ def describe_shard(job: Job, shard: Shard, progress: ProgressReporter) -> ShardO
     except DescribeError as err:
         raise JobFailed(str(err)) from None
     state = {name: s.state_dict() for name, s in states.items()}
-    n_images = next(iter(states.values())).probs.shape[0]
+    n_images = next(iter(states.values())).n_images
     return ShardOutput({"images": n_images, "concepts": len(source.concepts)}, state=state)
 
 
@@ -114,7 +114,7 @@ def describe_units(job: Job, shards: list[Shard], progress: ProgressReporter) ->
         rows[unit_set.pk] = {
             d.unit: {"concepts": d.concepts, "scores": d.scores, "details": {
                 "method": "soft-WPMI (CLIP-Dissect)", "config": config.to_dict(),
-                "source": source.details, "n_images": int(state.probs.shape[0]),
+                "source": source.details, "n_images": state.n_images,
             }}
             for d in found
         }  # fmt: skip

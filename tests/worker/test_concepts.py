@@ -85,7 +85,8 @@ def test_the_pass_with_open_clip_describes_every_unit(tiny_clip: tuple[str, Path
     config = describe.SoftWpmiConfig(top_k=4)
     states = concepts.describe_states(network, projectors, refs, source, config.top_k, 5)
     state = states["block"]
-    assert state.probs.shape == (12, 5) and state.rows.shape == (4, 16)
+    assert state.n_images == 12 and state.rows.shape == (4, 16)
+    assert state.probs.shape[1] == 5 and state.probs.shape[0] == len(state.rows.unique())
     found = describe.top_concepts(state.scores(config), source.concepts, 3)
     assert len(found) == 16 and all(d.concepts[0] in WORDS for d in found)
     # in two shards, merged: the same descriptions
@@ -104,6 +105,8 @@ def test_the_classifier_pass_reads_the_networks_output() -> None:
     pixels = torch.cat([b.pixels for b in image_batches(refs, network.preprocess, 9)])
     with torch.no_grad():
         logits = network.module(pixels)
+    # every image is some unit's top-3 here; the probabilities kept are the network's softmax
+    assert state.n_images == 9 and state.probs.shape == (9, 10)
     assert torch.allclose(state.probs, logits.softmax(1), atol=1e-4)
     # each output unit's activation is its logit: its top image is where that logit is largest
     assert torch.equal(state.rows[0], logits.argmax(0))

@@ -103,6 +103,7 @@ def test_a_sharded_pass_equals_one_pass() -> None:
         part = DescribeState.from_batch(acts[start:stop], probs[start:stop], config.top_k)
         state = state.merge(DescribeState.from_state_dict(part.state_dict()), config.top_k)
     assert torch.allclose(state.scores(config), whole, atol=1e-5)
+    assert state.n_images == 50 and state.probs.shape[0] <= 50
 
 
 def test_mismatched_inputs_are_refused_with_a_message() -> None:

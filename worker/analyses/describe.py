@@ -151,17 +151,26 @@ def top_concepts(scores: Tensor, concepts: list[str], n_top: int = 5) -> list[Un
 @dataclass
 class DescribeState:
     """One shard's part of a description pass: per unit the ``k`` best activations over the
-    shard's images with their global row, and the shard's rows of P(t | x). Merging two states
-    keeps the best ``k`` per unit over both, exactly as one pass over all images would."""
+    shard's images with their row in ``probs``, the P(t | x) of those images (in image order).
+    Merging two states (the earlier images first) keeps the best ``k`` per unit over both,
+    exactly as one pass over all images would."""
 
     values: Tensor  # [k', n_units]
     rows: Tensor  # [k', n_units] int64: rows into `probs`
-    probs: Tensor  # [n_images, C]
+    probs: Tensor  # [rows used, C]
+    n_images: int = 0  # images the state has seen
 
     @classmethod
     def from_batch(cls, acts: Tensor, probs: Tensor, top_k: int) -> DescribeState:
         values, rows = top_images(acts.float().cpu(), min(top_k, acts.shape[0]))
-        return cls(values, rows, probs.float().cpu())
+        return cls(values, rows, probs.float().cpu(), int(acts.shape[0])).compact()
+
+    def compact(self) -> DescribeState:
+        """Keep only the P(t | x) rows some unit's top images use (at most units x top_k), so a
+        state stays small however many images it covers; the order of images is kept."""
+        used, inverse = torch.unique(self.rows, sorted=True, return_inverse=True)
+        rows = inverse.reshape(self.rows.shape)
+        return DescribeState(self.values, rows, self.probs[used], self.n_images)
 
     def merge(self, other: DescribeState, top_k: int) -> DescribeState:
         offset = self.probs.shape[0]
@@ -171,9 +180,11 @@ class DescribeState:
         order = torch.argsort(rows, dim=0, stable=True)
         values, rows = values.gather(0, order), rows.gather(0, order)
         best = torch.argsort(-values, dim=0, stable=True)[: min(top_k, values.shape[0])]
+        probs = torch.cat([self.probs, other.probs])
+        n_images = self.n_images + other.n_images
         return DescribeState(
-            values.gather(0, best), rows.gather(0, best), torch.cat([self.probs, other.probs])
-        )
+            values.gather(0, best), rows.gather(0, best), probs, n_images
+        ).compact()
 
     def scores(self, config: SoftWpmiConfig) -> Tensor:
         return soft_wpmi_from_log_conditionals(
@@ -181,8 +192,10 @@ class DescribeState:
         )
 
     def state_dict(self) -> dict[str, Tensor]:
-        return {"values": self.values, "rows": self.rows, "probs": self.probs}
+        n_images = torch.tensor(self.n_images)
+        return {"values": self.values, "rows": self.rows, "probs": self.probs, "n_images": n_images}
 
     @classmethod
     def from_state_dict(cls, tensors: dict[str, Tensor]) -> DescribeState:
-        return cls(tensors["values"], tensors["rows"], tensors["probs"])
+        n_images = int(tensors["n_images"])
+        return cls(tensors["values"], tensors["rows"], tensors["probs"], n_images)
