@@ -102,3 +102,5 @@ def test_bad_parameters_get_a_400_and_queue_nothing(
         response = client.post("/api/v1/researcher/atlas/descriptions/", body, "application/json")
         assert response.status_code == 400 and message in response.json()["message"], extra
     assert not Job.objects.exists()
+    schema = client.get("/api/schema/").content.decode()
+    assert "/api/v1/researcher/atlas/descriptions/" in schema
