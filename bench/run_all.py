@@ -45,6 +45,7 @@ def benchmarks(page_url: str | None) -> list[Benchmark]:
         Benchmark("exemplars", ["bench_exemplars.py"], ["bench_exemplars.py", "--quick"]),
         Benchmark("shards", ["bench_shards.py"], ["bench_shards.py", "--quick"]),
         Benchmark("spectra", ["bench_spectra.py"], ["bench_spectra.py", "--quick"]),
+        Benchmark("describe", ["bench_describe.py"], ["bench_describe.py", "--quick"]),
         Benchmark("export", ["bench_export.py"], ["bench_export.py", "--sizes", "20000"]),
         Benchmark(
             "export-database",

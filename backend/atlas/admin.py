@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from backend.atlas.models import Measure, Observer
+from backend.atlas.models import Description, Measure, Observer
 
 
 @admin.register(Measure)
@@ -70,3 +70,20 @@ def pilot_tables(observer: Observer, user: Any) -> list[dict[str, Any]]:
         tables.append({"study": study.slug, "trials": summary["trials"], "rows": rows,
                        "catch": summary["catch"], "csv_url": csv_url})  # fmt: skip
     return tables
+
+
+@admin.register(Description)
+class DescriptionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Descriptions in words (soft-WPMI), read-only; each unit's page shows its own."""
+
+    list_display = ["unit", "text", "source", "image_set", "computed_at"]
+    list_filter = ["source", "unit__unit_set", "image_set"]
+    search_fields = ["text", "unit__unit_set__name"]
+    readonly_fields = ["unit", "image_set", "source", "text", "concepts", "details", "job",
+                       "computed_at"]  # fmt: skip
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -210,4 +210,8 @@ from backend.atlas import spectra  # noqa: E402
 register(JobKind(spectra.KIND, "gpu", spectra.plan_spectra, "compute spectra"))
 
 # The machine observer: MIS per unit, the machine pilot of a study, calibration (docs/observer.md).
+# --- Descriptions (#18): soft-WPMI over a probe image set, sharded by image ranges -------------
+from backend.atlas import descriptions as _descriptions  # noqa: E402
 from backend.atlas import observers  # noqa: E402, F401 - registers its three kinds
+
+register(JobKind(_descriptions.KIND, "gpu", _descriptions.plan_describe, "describe units"))

@@ -246,3 +246,30 @@ class ObserverAnswer(models.Model):
     @property
     def p_correct(self) -> float:
         return self.p_first if self.trial.correct_query == 0 else 1.0 - self.p_first
+
+
+class Description(models.Model):
+    """Words for one unit over one probe image set: its best concepts by soft-WPMI (CLIP-Dissect),
+    best first, each with its score, and the concept source that produced them."""
+
+    unit = models.ForeignKey(Unit, on_delete=models.CASCADE, related_name="descriptions")
+    image_set = models.ForeignKey(ImageSet, on_delete=models.CASCADE, related_name="+")
+    source = models.CharField(
+        max_length=300, help_text="the concept source, e.g. 'classifier: builtin:…'"
+    )
+    text = models.CharField(max_length=300, help_text="the best concept")
+    concepts = models.JSONField(default=list, help_text="[{concept, score}], best first")
+    details = models.JSONField(default=dict, blank=True)
+    job = models.ForeignKey(Job, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["unit", "source"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["unit", "image_set", "source"], name="one_description_per_unit_set_source"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.unit}: {self.text}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, path
 
-from backend.atlas import api, observer_api, spectra_api
+from backend.atlas import api, descriptions, observer_api, spectra_api
 
 urlpatterns: list[URLPattern] = [
     # --- #15: measures, ablations, populations ---
@@ -49,3 +49,9 @@ urlpatterns += [
     path("observers/<int:pk>/calibrate", observer_api.ObserverCalibrate.as_view(),
          name="atlas-observer-calibrate"),
 ]  # fmt: skip
+
+
+# Descriptions (#18)
+urlpatterns += [
+    path("descriptions/", descriptions.Descriptions.as_view(), name="atlas-descriptions"),
+]

@@ -394,3 +394,8 @@ WORK[spectra.KIND] = KindWork(spectra_work.spectrum_shard, spectra_work.compute_
 from backend.atlas import observer_work  # noqa: E402
 
 WORK.update(observer_work.WORK)
+
+# Descriptions (#18)
+from backend.atlas.describe_work import WORK as _DESCRIBE_WORK  # noqa: E402
+
+WORK.update(_DESCRIBE_WORK)

@@ -225,8 +225,10 @@ class UnitAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         ("Feature visualizations", {"fields": ["visualizations"]}),
         ("Natural exemplars", {"fields": ["exemplars"]}),
         ("Activation statistics (last exemplar pass)", {"fields": ["activation_stats"]}),
+        ("Descriptions in words (soft-WPMI)", {"fields": ["descriptions"]}),
     ]
-    readonly_fields = ["unit_set", "index", "visualizations", "exemplars", "activation_stats"]
+    readonly_fields = ["unit_set", "index", "visualizations", "exemplars", "activation_stats",
+                       "descriptions"]  # fmt: skip
     actions = ["render_lucent", "render_imi", "compute_occlusion"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -294,6 +296,12 @@ class UnitAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             for title, members in groups.items()
         ]
         return format_html_join("", "{}", ((part,) for part in parts))
+
+    @admin.display(description="descriptions")
+    def descriptions(self, unit: Unit) -> SafeString:
+        from backend.atlas.descriptions import description_html
+
+        return description_html(unit)
 
     @admin.display(description="statistics")
     def activation_stats(self, unit: Unit) -> SafeString:
