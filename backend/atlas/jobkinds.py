@@ -209,8 +209,8 @@ from backend.atlas import spectra  # noqa: E402
 # Spectra (issue 16): covariance eigenspectra and random projections per layer and basis.
 register(JobKind(spectra.KIND, "gpu", spectra.plan_spectra, "compute spectra"))
 
-# The machine observer: MIS per unit, the machine pilot of a study, calibration (docs/observer.md).
-# --- Descriptions (#18): soft-WPMI over a probe image set, sharded by image ranges -------------
+# The machine observer: MIS per unit, the machine pilot of a study, calibration (docs/observer.md),
+# and descriptions (#18): soft-WPMI over a probe image set, sharded by image ranges.
 from backend.atlas import descriptions as _descriptions  # noqa: E402
 from backend.atlas import observers  # noqa: E402, F401 - registers its three kinds
 
