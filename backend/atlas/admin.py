@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from backend.atlas.models import Description, Measure, Observer
+from backend.atlas.models import AblationCurve, Description, Measure, Observer, Population
 
 
 @admin.register(Measure)
@@ -22,6 +22,37 @@ class MeasureAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# --- #15: ablation curves and populations (read-only: computed by Jobs) ---
+
+
+class _ReadOnly(admin.ModelAdmin):  # type: ignore[type-arg]
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(AblationCurve)
+class AblationCurveAdmin(_ReadOnly):
+    list_display = ["unit_set", "ranked_by", "image_set", "ks", "computed_at"]
+    list_filter = ["ranked_by", "unit_set"]
+    readonly_fields = ["unit_set", "image_set", "ranked_by", "ks", "ranked", "random_mean",
+                       "random_sd", "details", "job", "computed_at"]  # fmt: skip
+
+
+@admin.register(Population)
+class PopulationAdmin(_ReadOnly):
+    list_display = ["unit_set", "basis", "index", "size", "image_set", "computed_at"]
+    list_filter = ["basis", "unit_set"]
+    readonly_fields = ["unit_set", "image_set", "basis", "index", "members", "details", "job",
+                       "computed_at"]  # fmt: skip
+
+    @admin.display(description="members")
+    def size(self, obj: Population) -> int:
+        return len(obj.members)
 
 
 # Spectra (issue 16): their admin pages live in their own module.
