@@ -17,9 +17,10 @@ from worker.analyses.lwta import (
     LWTAError,
     convert_to_lwta,
     fine_tune,
+    lwta_modules,
     lwta_report,
 )
-from worker.pipelines.networks import truncated_forward, wrap_module
+from worker.pipelines.networks import NetworkError, load_network, truncated_forward, wrap_module
 
 U = 4
 
@@ -150,3 +151,37 @@ def test_a_run_killed_mid_training_resumes_from_its_last_checkpoint(tmp_path: ob
     ):
         torch.testing.assert_close(a, b, msg=name)
     assert isinstance(fresh.act1, LWTA) and not isinstance(fresh.act1, nn.ReLU)
+
+
+def test_an_lwta_networks_source_string_loads_the_same_weights_again(tmp_path: object) -> None:
+    import timm
+
+    weights = os.path.join(str(tmp_path), "resnet.pt")
+    torch.manual_seed(0)
+    torch.save(timm.create_model("test_resnet", pretrained=False).state_dict(), weights)
+    base = load_network(f"timm:test_resnet@{weights}", device="cpu")
+    student, _ = convert_to_lwta(base.module, LWTAConfig(block_size=U, modules=("layer2",)))
+    checkpoint = os.path.join(str(tmp_path), "lwta.pt")
+    images = torch.randn(4, 3, 48, 48)
+    config = FineTuneConfig(steps=2, batch_size=4, learning_rate=1e-2)
+    fine_tune(student, base.module, images, config, checkpoint_path=checkpoint)
+
+    loaded = load_network(f"lwta:timm:test_resnet@{weights}@{checkpoint}", device="cpu")
+    assert loaded.source == f"lwta:timm:test_resnet@{weights}@{checkpoint}"
+    assert loaded.preprocess == base.preprocess
+    assert [name for name, _ in lwta_modules(loaded.module)] == [
+        name for name, _ in lwta_modules(student)
+    ]
+    for (name, a), b in zip(
+        loaded.module.state_dict().items(), student.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    assert not torch.equal(student.state_dict()["fc.weight"], base.module.state_dict()["fc.weight"])
+    assert torch.equal(loaded.module(images), student.eval()(images))
+
+
+def test_an_lwta_source_with_a_missing_checkpoint_says_so(tmp_path: object) -> None:
+    with pytest.raises(NetworkError, match="LWTA checkpoint not found"):
+        load_network(f"lwta:builtin:efficientnet_lite0@{tmp_path}/none.pt", device="cpu")
+    with pytest.raises(NetworkError, match="lwta source must look like"):
+        load_network("lwta:builtin:efficientnet_lite0", device="cpu")
