@@ -3,3 +3,8 @@
 the workers is in `backend/atlas/work.py`."""
 
 from __future__ import annotations
+
+from backend.atlas import lwta  # noqa: E402 - each analysis adds its block below
+from backend.stimuli.jobkinds import JobKind, register  # noqa: E402
+
+register(JobKind(lwta.KIND, "gpu", lwta.plan_lwta, "fine-tune an LWTA network"))

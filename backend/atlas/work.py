@@ -8,3 +8,7 @@ from __future__ import annotations
 from backend.stimuli.jobs import KindWork
 
 WORK: dict[str, KindWork] = {}
+
+from backend.atlas import lwta  # noqa: E402 - each analysis adds its block below
+
+WORK[lwta.KIND] = KindWork(lwta.finetune_shard, lwta.register_lwta_network)

@@ -49,10 +49,12 @@ __all__ = [
     "config_of",
     "convert_to_lwta",
     "fine_tune",
+    "foolbox_labelled_images",
     "load_checkpoint",
     "lwta_from_checkpoint",
     "lwta_modules",
     "lwta_report",
+    "parse_class_index",
     "save_checkpoint",
 ]
 
@@ -217,10 +219,11 @@ class FineTuneConfig:
 
 @dataclass
 class FineTuneResult:
-    """``curve``: one ``{"step", "loss", "kl", "ce"}`` per step done (the training curve)."""
+    """``curve`` (the training curve): one ``{"step", "loss", "kl", "ce"}`` per step done
+    (``ce`` None in batches without labels)."""
 
     steps_done: int
-    curve: list[dict[str, float]] = field(default_factory=list)
+    curve: list[dict[str, float | None]] = field(default_factory=list)
     resumed_from: int = 0
     seconds: float = 0.0
     images_per_second: float = 0.0
@@ -274,7 +277,7 @@ def _batch_indices(count: int, config: FineTuneConfig, step: int) -> Tensor:
 
 def _loss(
     student_logits: Tensor, teacher_logits: Tensor, labels: Tensor | None, config: FineTuneConfig
-) -> tuple[Tensor, float, float]:
+) -> tuple[Tensor, float, float | None]:
     t = config.distill_temperature
     kl = F.kl_div(
         F.log_softmax(student_logits / t, dim=-1),
@@ -283,9 +286,10 @@ def _loss(
         reduction="batchmean",
     ) * (t * t)
     loss = config.kl_weight * kl
-    ce_value = float("nan")
-    if labels is not None and bool((labels >= 0).any()):
-        ce = F.cross_entropy(student_logits, labels, ignore_index=-1)
+    ce_value: float | None = None  # JSON has no NaN: None where the batch has no labels
+    known = labels >= 0 if labels is not None else None
+    if labels is not None and known is not None and bool(known.any()):
+        ce = F.cross_entropy(student_logits[known], labels[known])
         loss = loss + config.ce_weight * ce
         ce_value = float(ce.detach())
     return loss, float(kl.detach()), ce_value
@@ -439,3 +443,31 @@ def lwta_report(
             for name, block in blocks.items()
         },
     )
+
+
+def foolbox_labelled_images(preprocess: Any) -> tuple[Tensor, Tensor]:
+    """The 20 labelled ImageNet validation photos that ship with the ``foolbox`` package
+    (``imagenet_NN_CLASS.jpg``) as ``images: [20, 3, crop, crop]`` prepared by ``preprocess``
+    (a :class:`worker.pipelines.networks.Preprocess`) and ``labels: [20]``; empty without
+    foolbox."""
+    from PIL import Image
+
+    from worker.pipelines.imagesets import _foolbox_data
+    from worker.pipelines.networks import preprocess_image
+
+    paths = sorted(_foolbox_data().glob("imagenet_*.jpg"))
+    if not paths:
+        return torch.empty(0, 3, preprocess.crop, preprocess.crop), torch.empty(0, dtype=torch.long)
+    images, labels = [], []
+    for path in paths:
+        with Image.open(path) as photo:
+            images.append(preprocess_image(photo.convert("RGB"), preprocess))
+        labels.append(int(path.stem.split("_")[-1]))
+    return torch.stack(images), torch.tensor(labels)
+
+
+def parse_class_index(label: str | None) -> int:
+    """An image's class label as a class index (ImageFolder folders named ``0``…``999`` or
+    ``n_NAME``), or -1: only such labels join the cross-entropy."""
+    head = (label or "").split("_")[0]
+    return int(head) if head.isdigit() else -1
