@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 import torch
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
+from django.test import Client
 
 from backend.atlas.lwta import checkpoint_path, do_queue_lwta
 from backend.atlas.models import LWTANetwork
@@ -41,7 +43,7 @@ def base_and_images(tmp_path: Path) -> tuple[Network, ImageSet]:
 
 
 def test_the_job_makes_a_network_whose_source_loads_its_fine_tuned_weights(
-    base_and_images: tuple[Network, ImageSet],
+    base_and_images: tuple[Network, ImageSet], client: Client, superuser: User
 ) -> None:
     base, image_set = base_and_images
     job = run_job_here(do_queue_lwta(base, image_set, "tiny-resnet-lwta", send=False, **OPTIONS))
@@ -61,6 +63,12 @@ def test_the_job_makes_a_network_whose_source_loads_its_fine_tuned_weights(
     saved = torch.load(made.checkpoint, weights_only=True)["state_dict"]
     assert all(torch.equal(loaded.module.state_dict()[k], v) for k, v in saved.items())
     assert isinstance(loaded.module.get_submodule(made.modules[0]), lwta.LWTA)
+
+    client.force_login(superuser)
+    page = client.get(f"/admin/atlas/lwtanetwork/{made.pk}/change/")
+    assert page.status_code == 200
+    assert b'class="lwta-curve"' in page.content and b"training loss over 4 steps" in page.content
+    assert f"{made.modules[0]}: 0.2500".encode() in page.content
 
 
 def test_a_redelivered_job_resumes_from_its_last_checkpoint(
