@@ -44,6 +44,7 @@ def benchmarks(page_url: str | None) -> list[Benchmark]:
     return [
         Benchmark("exemplars", ["bench_exemplars.py"], ["bench_exemplars.py", "--quick"]),
         Benchmark("shards", ["bench_shards.py"], ["bench_shards.py", "--quick"]),
+        Benchmark("lwta", ["bench_lwta.py"], ["bench_lwta.py", "--quick"]),
         Benchmark("export", ["bench_export.py"], ["bench_export.py", "--sizes", "20000"]),
         Benchmark(
             "export-database",
