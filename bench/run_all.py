@@ -47,6 +47,7 @@ def benchmarks(page_url: str | None) -> list[Benchmark]:
         Benchmark("spectra", ["bench_spectra.py"], ["bench_spectra.py", "--quick"]),
         Benchmark("describe", ["bench_describe.py"], ["bench_describe.py", "--quick"]),
         Benchmark("ablation", ["bench_ablation.py"], ["bench_ablation.py", "--quick"]),  # #15
+        Benchmark("lwta", ["bench_lwta.py"], ["bench_lwta.py", "--quick"]),
         Benchmark("export", ["bench_export.py"], ["bench_export.py", "--sizes", "20000"]),
         Benchmark(
             "export-database",

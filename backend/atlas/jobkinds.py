@@ -215,3 +215,9 @@ from backend.atlas import descriptions as _descriptions  # noqa: E402
 from backend.atlas import observers  # noqa: E402, F401 - registers its three kinds
 
 register(JobKind(_descriptions.KIND, "gpu", _descriptions.plan_describe, "describe units"))
+
+
+# LWTA networks (#19): fine-tuning by distillation, one resumable shard.
+from backend.atlas import lwta  # noqa: E402
+
+register(JobKind(lwta.KIND, "gpu", lwta.plan_lwta, "fine-tune an LWTA network"))

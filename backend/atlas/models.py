@@ -273,3 +273,31 @@ class Description(models.Model):
 
     def __str__(self) -> str:
         return f"{self.unit}: {self.text}"
+
+
+class LWTANetwork(models.Model):
+    """A network whose activations were replaced by stochastic local winner-takes-all blocks and
+    fine-tuned by distillation from its base (`worker/analyses/lwta.py`; Panousis & Chatzis
+    2023). `network` is an ordinary Network (source `lwta:<base source>@<checkpoint>`), so
+    exemplars, visualizations, the atlas and studies take it unchanged; this row keeps how it
+    was made and its report."""
+
+    network = models.OneToOneField(Network, on_delete=models.CASCADE, related_name="lwta")
+    base = models.ForeignKey(Network, on_delete=models.PROTECT, related_name="lwta_versions")
+    image_set = models.ForeignKey(ImageSet, on_delete=models.PROTECT, related_name="+")
+    block_size = models.PositiveIntegerField(help_text="U: channels competing in each block")
+    temperature = models.FloatField(help_text="τ of the Gumbel-softmax while training")
+    modules = models.JSONField(default=list, help_text="the replaced activation modules")
+    checkpoint = models.CharField(max_length=500, help_text="path on the worker machines")
+    fine_tune = models.JSONField(default=dict, help_text="optimizer, steps, losses")
+    report = models.JSONField(default=dict, help_text="agreement, accuracy, active fractions")
+    curve = models.JSONField(default=list, help_text="loss per step")
+    job = models.ForeignKey(Job, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "LWTA network"
+
+    def __str__(self) -> str:
+        return f"{self.network} (LWTA U={self.block_size} of {self.base})"

@@ -399,3 +399,9 @@ WORK.update(observer_work.WORK)
 from backend.atlas.describe_work import WORK as _DESCRIBE_WORK  # noqa: E402
 
 WORK.update(_DESCRIBE_WORK)
+
+
+# LWTA networks (#19).
+from backend.atlas import lwta  # noqa: E402
+
+WORK[lwta.KIND] = KindWork(lwta.finetune_shard, lwta.register_lwta_network)

@@ -235,6 +235,14 @@ PRESETS: dict[str, Preset] = {
         IMI_FIELDS,
         [_natural()],
     ),
+    # Colin et al.'s design with networks instead of bases: channels of one layer of a network
+    # and of its LWTA version (Panousis & Chatzis 2023; docs/lwta.md).
+    "discover2023-dense-vs-sparse": Preset(
+        "Dense vs sparse (DISCOVER): channels of a network and of its LWTA version "
+        "(pick both unit sets)",
+        IMI_FIELDS,
+        [_natural()],
+    ),
 }
 
 PRESET_CHOICES = [("", "— none —")] + [(name, preset.title) for name, preset in PRESETS.items()]

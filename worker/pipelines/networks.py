@@ -9,6 +9,10 @@ A *source* names where a network comes from; nothing is ever fetched from a hub:
 - ``torchvision:NAME@WEIGHTS_PATH``: a torchvision architecture with a local weights file.
 - ``torchscript:PATH``: a saved TorchScript module (only its final output can be tapped, because
   TorchScript modules do not run Python forward hooks).
+- ``lwta:BASE@CHECKPOINT``: the network ``BASE`` (any source above) converted to local
+  winner-takes-all blocks and given the fine-tuned weights of ``CHECKPOINT``
+  (``worker/analyses/lwta.py``; the checkpoint names the conversion). Its preprocessing is the
+  base's.
 
 Every failure a researcher can cause (missing file, unknown architecture, weights for another
 architecture, unknown layer) raises :class:`NetworkError` with a one-line message.
@@ -195,6 +199,7 @@ def load_network(
         "timm": _load_timm,
         "torchvision": _load_torchvision,
         "torchscript": _load_torchscript,
+        "lwta": _load_lwta,
     }
     if kind not in loaders:
         raise NetworkError(f"unknown network source kind {kind!r}; {_syntax_message(source)}")
@@ -224,7 +229,8 @@ def wrap_module(
 def _syntax_message(source: str) -> str:
     return (
         f"cannot read network source {source!r}: expected builtin:efficientnet_lite0, "
-        "timm:NAME@WEIGHTS_PATH, torchvision:NAME@WEIGHTS_PATH or torchscript:PATH"
+        "timm:NAME@WEIGHTS_PATH, torchvision:NAME@WEIGHTS_PATH, torchscript:PATH "
+        "or lwta:BASE_SOURCE@CHECKPOINT_PATH"
     )
 
 
@@ -382,6 +388,21 @@ def _load_torchscript(path: str) -> tuple[nn.Module, Preprocess]:
     except Exception as error:  # torch raises bare RuntimeErrors with multi-line C++ traces
         raise NetworkError(f"{path} is not a TorchScript file ({type(error).__name__})") from None
     return module, Preprocess(resize=256, crop=224)
+
+
+def _load_lwta(rest: str) -> tuple[nn.Module, Preprocess]:
+    from worker.analyses import lwta
+
+    base_source, sep, path = rest.rpartition("@")  # the base may hold an '@' of its own
+    if not sep or not base_source or not path:
+        raise NetworkError(f"lwta source must look like lwta:BASE_SOURCE@CHECKPOINT, got {rest!r}")
+    try:
+        checkpoint = lwta.load_checkpoint(path)
+        base = load_network(base_source, device="cpu")
+        module = lwta.lwta_from_checkpoint(base.module, checkpoint)
+    except lwta.LWTAError as error:
+        raise NetworkError(str(error)) from None
+    return module, base.preprocess
 
 
 def _read_state_dict(path: str) -> dict[str, Tensor]:

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('atlas', '0004_observer'),
+        ('atlas', '0005_lwta'),
         ('stimuli', '0006_demo_origin_label'),
     ]
 
