@@ -223,6 +223,7 @@ REST_FRAMEWORK = {
     # Strict JSON only (backend/core/strictjson.py): what the schema documents, no form bodies
     # whose every value is a string.
     "DEFAULT_PARSER_CLASSES": ["backend.core.strictjson.StrictJSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",  # DRF's test client sends JSON, as clients must
     "EXCEPTION_HANDLER": "backend.core.errors.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {"session_create": env_str("SESSION_CREATE_RATE", "30/minute")},
     # Proxies in front of gunicorn whose X-Forwarded-For entries are trusted for per-IP limits
