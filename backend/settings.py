@@ -220,12 +220,10 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    # Strict JSON (backend/core/strictjson.py); forms for the researcher API's browsable pages.
-    "DEFAULT_PARSER_CLASSES": [
-        "backend.core.strictjson.StrictJSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # Strict JSON only (backend/core/strictjson.py): what the schema documents, no form bodies
+    # whose every value is a string.
+    "DEFAULT_PARSER_CLASSES": ["backend.core.strictjson.StrictJSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",  # DRF's test client sends JSON, as clients must
     "EXCEPTION_HANDLER": "backend.core.errors.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {"session_create": env_str("SESSION_CREATE_RATE", "30/minute")},
     # Proxies in front of gunicorn whose X-Forwarded-For entries are trusted for per-IP limits
@@ -237,6 +235,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Participant and researcher APIs of PsyLens.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "backend.core.schema.add_error_responses",
+    ],
 }
 CACHES = {
     "default": {

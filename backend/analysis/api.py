@@ -7,12 +7,15 @@ caller's (owner or collaborator) is a 404, as in the studies API.
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.http import HttpResponseBase
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import permissions, serializers
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -69,10 +72,18 @@ class Results(ResultsView):
         return Response(body)
 
 
+class FileNegotiation(DefaultContentNegotiation):
+    """A file is what it is: no `?format=` (DRF's override answered an HTML 404 to one outside
+    its list); errors are JSON, the file its own type."""
+
+    settings = SimpleNamespace(URL_FORMAT_OVERRIDE=None)  # type: ignore[assignment]
+
+
 class Download(ResultsView):
     """One file of the study: the view for each kind is made by `download(kind)`."""
 
     renderer_classes = [JSONRenderer, AnyMediaRenderer]
+    content_negotiation_class = FileNegotiation
     kind = ""
 
     def file(self, slug: str) -> HttpResponseBase:
@@ -86,9 +97,25 @@ class Download(ResultsView):
         return views.submissions_response(study, valid=self.kind == "approve")
 
 
+# What each file is, as the schema declares it: (media type, schema).
+FILE_SCHEMAS: dict[str, tuple[str, Any]] = {
+    "csv": ("text/csv", OpenApiTypes.STR),
+    "parquet": ("application/vnd.apache.parquet", OpenApiTypes.BINARY),
+    "design": ("application/json", OpenApiTypes.OBJECT),
+    "approve": ("text/csv", OpenApiTypes.STR),
+    "reject": ("text/csv", OpenApiTypes.STR),
+}
+
+
 def download(kind: str) -> Any:
+    media_type, file_schema = FILE_SCHEMAS[kind]
+
     class KindDownload(Download):
-        @extend_schema(responses={200: bytes}, operation_id=f"results_{kind}")
+        @extend_schema(
+            responses={(200, media_type): file_schema},
+            operation_id=f"results_{kind}",
+            parameters=[OpenApiParameter("format", exclude=True)],
+        )
         def get(self, request: Request, slug: str) -> HttpResponseBase:
             """The file (CSV is streamed)."""
             return self.file(slug)

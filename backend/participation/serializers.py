@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
 
+from backend.core.strictfields import StrictFloatField, StrictIntegerField
 from backend.participation.models import Session, SessionEvent
 from backend.participation.services import Answer, FeedbackShown
 
@@ -72,10 +74,16 @@ class SessionStartSerializer(serializers.Serializer):
         return clean_browser(value)
 
 
+@extend_schema_field({"type": "integer", "minimum": 0, "maximum": 1})
+class ChoiceIndexField(StrictIntegerField):
+    """One of a trial's two queries. The schema says 0 or 1; a larger index is refused by the
+    service as `choice_not_offered` (a 400 naming the trial), not here."""
+
+
 class AnswerSerializer(serializers.Serializer):
-    choice = serializers.IntegerField(min_value=0, help_text="index into the trial's queries")
-    confidence = serializers.IntegerField(min_value=1, max_value=3)
-    rt_ms = serializers.FloatField(min_value=0, max_value=MAX_RT_MS)
+    choice = ChoiceIndexField(min_value=0, help_text="index into the trial's queries (0 or 1)")
+    confidence = StrictIntegerField(min_value=1, max_value=3)
+    rt_ms = StrictFloatField(min_value=0, max_value=MAX_RT_MS)
     client_started_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
     client_answered_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
     raw = serializers.DictField(

@@ -81,6 +81,32 @@ def store_array_image(pixels: Any, kind: str) -> Image:
     return store_image(buffer.getvalue(), kind=kind)
 
 
+def store_trial_copy(image: Image) -> Image:
+    """The same picture under other bytes (and so another content-hash URL): what a trial shows
+    where it repeats an image (a catch trial's correct query is one of its references), so that
+    a script cannot answer by comparing URLs or file bytes. Same format and size as the
+    original (a PNG keeps its pixels and gains a text chunk; a JPEG or WebP is re-encoded at
+    high quality); deterministic, so a rebuild reuses the copy."""
+    from PIL import Image as PILImage
+    from PIL import PngImagePlugin
+
+    with default_storage.open(str(image.file.name), "rb") as handle:
+        data = handle.read()
+    decoded = PILImage.open(io.BytesIO(data))
+    picture = decoded.convert("RGBA" if decoded.mode in {"RGBA", "LA", "P"} else "RGB")
+    buffer = io.BytesIO()
+    if decoded.format == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_text("psylens", "trial copy")
+        picture.save(buffer, format="PNG", pnginfo=info)
+    else:
+        picture.convert("RGB").save(buffer, format=decoded.format or "JPEG", quality=95)
+    copy = store_image(buffer.getvalue(), kind=image.kind)
+    if copy.pk == image.pk:  # never expected: the copy's bytes must differ
+        raise ValueError(f"image {image.pk}: its trial copy has the same bytes")
+    return copy
+
+
 # --- Networks ------------------------------------------------------------------------------
 
 

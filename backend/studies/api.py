@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.core.errors import ApiError
+from backend.core.strictfields import StrictModelSerializer
 from backend.stimuli.models import UnitSet
 from backend.studies import links, presets, services
 from backend.studies import permissions as study_permissions
@@ -36,14 +37,14 @@ class IsResearcher(permissions.BasePermission):
         return study_permissions.is_researcher(request.user)
 
 
-class ConditionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class ConditionSerializer(StrictModelSerializer):
     class Meta:
         model = Condition
         fields = ["name", "explanation", "n_references", "sides", "query_selection",
                   "visualization_preset", "unit_group", "exclusion_rules"]  # fmt: skip
 
 
-class StudySerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class StudySerializer(StrictModelSerializer):
     conditions = ConditionSerializer(many=True, required=False)
     apply_preset = serializers.ChoiceField(
         choices=list(presets.PRESETS), required=False, write_only=True

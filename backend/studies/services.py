@@ -8,6 +8,7 @@ message and the API as a 4xx. Nothing is written then.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -16,8 +17,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from backend.stimuli import services as stimuli_services
-from backend.stimuli.models import Job, UnitSet
-from backend.studies import builder, presets, readiness
+from backend.stimuli.models import Image, Job, UnitSet
+from backend.studies import builder, content, presets, readiness
 from backend.studies.builder import BuildRefused, Refused  # noqa: F401  (raised from here)
 from backend.studies.models import Condition, PracticeTrial, Study, TaskList, Trial
 
@@ -152,8 +153,9 @@ def do_build_task_lists(study: Study) -> dict[str, Any]:
             for b in built.task_lists
         ]
     )
+    copies: dict[int, int] = {}
     trials = [
-        _trial_row(row, trial)
+        _trial_row(row, trial, copies)
         for row, b in zip(lists, built.task_lists, strict=True)
         for trial in b.trials
     ]
@@ -165,8 +167,8 @@ def do_build_task_lists(study: Study) -> dict[str, Any]:
     return study.build_report
 
 
-def _trial_row(task_list: TaskList, trial: builder.BuiltTrial) -> Trial:
-    c = trial.content
+def _trial_row(task_list: TaskList, trial: builder.BuiltTrial, copies: dict[int, int]) -> Trial:
+    c = _without_repeats(trial.content, copies)
     return Trial(
         task_list=task_list, index=trial.index, unit_id=trial.unit, condition=trial.condition,
         kind=c.kind, is_catch=trial.is_catch, block=trial.block,
@@ -174,6 +176,26 @@ def _trial_row(task_list: TaskList, trial: builder.BuiltTrial) -> Trial:
         references_max=c.references_max, base_image_id=c.base_image, queries=c.queries,
         correct_query=c.correct_query, query_source=c.query_source,
     )  # fmt: skip
+
+
+def _without_repeats(c: content.TrialContent, copies: dict[int, int]) -> content.TrialContent:
+    """The trial with each query that repeats one of its references (a catch trial's correct
+    query) shown as a copy under other bytes and another URL (`store_trial_copy`): within a
+    trial, no image can be matched with another by its URL or file. `copies`: image id → its
+    copy's id, shared over a build."""
+    shown = {*c.references_min, *c.references_max}
+    if c.base_image is not None:
+        shown.add(c.base_image)
+    if not shown.intersection(c.queries):
+        return c
+    queries = [_copy_of(image, copies) if image in shown else image for image in c.queries]
+    return dataclasses.replace(c, queries=queries)
+
+
+def _copy_of(image_id: int, copies: dict[int, int]) -> int:
+    if image_id not in copies:
+        copies[image_id] = stimuli_services.store_trial_copy(Image.objects.get(pk=image_id)).pk
+    return copies[image_id]
 
 
 def _store_practice(practice: list[tuple[int, Any]]) -> None:
