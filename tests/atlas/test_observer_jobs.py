@@ -28,6 +28,7 @@ from backend.studies import services as study_services
 from backend.studies.models import Trial
 from tests.studies import factories
 from tests.worker.factories import TinyConvNet
+from worker.analyses import observer as observer_analysis
 from worker.tasks import run_job_here
 
 pytestmark = [
@@ -190,6 +191,7 @@ def test_calibration_recovers_alpha_from_simulated_people(observer: Observer, ow
     answers = {a.trial_id: a for a in ObserverAnswer.objects.filter(observer=observer)}
     lists = list(study.task_lists.prefetch_related("trials"))
     rng = random.Random(0)
+    simulated: list[tuple[float, bool]] = []
     true_alpha = 1.0 / max(abs(a.gap) for a in answers.values())  # gaps of order 1 under α
     true_alpha *= 3
     for person in range(60):
@@ -203,6 +205,8 @@ def test_calibration_recovers_alpha_from_simulated_people(observer: Observer, ow
         for trial in task_list.trials.all():
             gap = answers[trial.pk].gap * (1 if trial.correct_query == 0 else -1)
             correct = rng.random() < 1 / (1 + np.exp(-true_alpha * gap))
+            if not trial.is_catch:  # calibration reads the main trials only
+                simulated.append((gap, correct))
             choice = trial.correct_query if correct else 1 - trial.correct_query
             rows.append(
                 Response(
@@ -214,8 +218,12 @@ def test_calibration_recovers_alpha_from_simulated_people(observer: Observer, ow
     job = run_job_here(observers.do_queue_calibration(observer, study, send=False))
     assert job.state == Job.State.SUCCEEDED, job.error
     result = job.result
-    low, high = result["alpha_ci"]
-    assert low < true_alpha < high, result
+    # The job fits exactly the people's answers against the pilot's gaps (how well a fit recovers
+    # α from 4,000 simulated answers is the pure fit's test in tests/worker/test_observer.py).
+    expected = observer_analysis.fit_alpha(*zip(*simulated, strict=True))
+    assert result["alpha"] == pytest.approx(expected.alpha, rel=1e-9), result
+    assert result["alpha_ci"] == pytest.approx([expected.ci_low, expected.ci_high], rel=1e-9)
+    assert result["log_likelihood"] == pytest.approx(expected.log_likelihood, rel=1e-9)
     assert result["responses"] == Response.objects.filter(trial__is_catch=False).count()
     assert set(result["per_condition"]) <= set(
         Trial.objects.values_list("condition__name", flat=True)
