@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -148,7 +148,14 @@ class Descriptions(APIView):
 
     permission_classes = [IsResearcher]
 
-    @extend_schema(responses={200: None, 400: None})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("unit_set", {"type": "integer", "minimum": 0}, required=True,
+                             description="the unit set's id"),
+            OpenApiParameter("source", str, description="only this concept source"),
+        ],
+        responses={200: None, 400: None},
+    )  # fmt: skip
     def get(self, request: Request) -> Response:
         unit_set = request.query_params.get("unit_set", "")
         if not unit_set.isdigit():

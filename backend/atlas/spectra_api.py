@@ -18,9 +18,10 @@ from backend.core.errors import ApiError
 from backend.stimuli.api import JOB_SCHEMA, job_response
 from backend.studies.api import IsResearcher
 
+ID = {"type": "integer", "minimum": 0}
 FILTERS = [
-    OpenApiParameter("network", int, description="a network's id"),
-    OpenApiParameter("image_set", int, description="an image set's id"),
+    OpenApiParameter("network", ID, description="a network's id"),
+    OpenApiParameter("image_set", ID, description="an image set's id"),
 ]
 
 

@@ -50,6 +50,11 @@ DATA_DEPENDENT = {
     "POST /api/v1/sessions/{token}/events",
     "PUT /api/v1/sessions/{token}/responses/{trial_index}",
     "PUT /api/v1/sessions/{token}/practice/{attempt}/{practice_index}",
+    # the atlas's jobs: unit sets and image sets that must exist, fitted, on one network, and
+    # parameters each job kind checks against them
+    "POST /api/v1/researcher/atlas/jobs/",
+    "POST /api/v1/researcher/atlas/spectra/",
+    "POST /api/v1/researcher/atlas/descriptions/",
 }
 
 
