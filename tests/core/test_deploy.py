@@ -130,3 +130,19 @@ print(" ".join(name for name in ("backend.analysis.views", "backend.participatio
     assert done.stdout.split() == [
         "backend.analysis.views", "backend.participation.api", "matplotlib.pyplot"
     ]  # fmt: skip
+
+
+def test_every_python_image_runs_the_pinned_python_and_no_second_torch() -> None:
+    """The images run the Python the project pins, and none starts from an image that brings its
+    own torch (a PyTorch base image's torch would differ from the pinned one that
+    `pip install .` then installs over it)."""
+    for name, spec in built_services().items():
+        dockerfile = ROOT / spec["build"]["context"] / spec["build"]["dockerfile"]
+        bases = [
+            line.split()[1]
+            for line in dockerfile.read_text().splitlines()
+            if line.startswith("FROM ")
+        ]
+        final = bases[-1]
+        assert final.startswith("python:3.11"), f"{name}: final stage {final} is not Python 3.11"
+        assert not any(base.startswith("pytorch/") for base in bases), f"{name}: {bases}"
