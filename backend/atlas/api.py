@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from backend.atlas import jobkinds, queries
 from backend.atlas.models import AblationCurve, Population
 from backend.core.errors import ApiError
+from backend.stimuli import access
 from backend.stimuli import services as stimuli_services
 from backend.stimuli.api import job_response
 from backend.stimuli.models import UnitSet
@@ -51,8 +52,9 @@ class QueueAtlasJob(APIView):
         return job_response(job)
 
 
-def _unit_set(pk: int) -> UnitSet:
-    unit_set = UnitSet.objects.filter(pk=pk).first()
+def _unit_set(request: Request, pk: int) -> UnitSet:
+    """A unit set the caller may see (backend.stimuli.access), else a 404."""
+    unit_set = access.visible_unit_sets(request.user).filter(pk=pk).first()
     if unit_set is None:
         raise ApiError("not_found", f"unit set {pk} not found", status_code=404)
     return unit_set
@@ -74,7 +76,7 @@ class UnitSetMeasures(APIView):
 
     @extend_schema(responses={200: None, 404: None})
     def get(self, request: Request, pk: int) -> Any:
-        unit_set = _unit_set(pk)
+        unit_set = _unit_set(request, pk)
         names, rows = queries.measure_table(unit_set, _image_set_param(request))
         return Response({"unit_set": unit_set.pk, "measures": names, "units": rows})
 
@@ -86,7 +88,7 @@ class UnitSetMeasuresCsv(APIView):
 
     @extend_schema(responses={200: None, 404: None})
     def get(self, request: Request, pk: int) -> HttpResponse:
-        unit_set = _unit_set(pk)
+        unit_set = _unit_set(request, pk)
         names, rows = queries.measure_table(unit_set, _image_set_param(request))
         return _csv(unit_set, names, rows)
 
@@ -107,7 +109,7 @@ class UnitSetPopulations(APIView):
 
     @extend_schema(responses={200: None, 404: None})
     def get(self, request: Request, pk: int) -> Response:
-        unit_set = _unit_set(pk)
+        unit_set = _unit_set(request, pk)
         rows = Population.objects.filter(unit_set=unit_set).order_by("basis", "image_set", "index")
         return Response({"unit_set": unit_set.pk, "populations": [
             {"basis": p.basis, "image_set": p.image_set_id, "index": p.index,
@@ -120,7 +122,7 @@ class UnitSetAblationCurves(APIView):
 
     @extend_schema(responses={200: None, 404: None})
     def get(self, request: Request, pk: int) -> Response:
-        unit_set = _unit_set(pk)
+        unit_set = _unit_set(request, pk)
         rows = AblationCurve.objects.filter(unit_set=unit_set)
         return Response({"unit_set": unit_set.pk, "curves": [
             {"ranked_by": c.ranked_by, "image_set": c.image_set_id, "ks": c.ks,

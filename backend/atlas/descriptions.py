@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 
 from backend.atlas.models import Description
 from backend.core.errors import ApiError
-from backend.stimuli import jobkinds, services
+from backend.stimuli import access, jobkinds, services
 from backend.stimuli.api import JOB_SCHEMA, job_response
 from backend.stimuli.models import ImageSet, Job, Unit, UnitSet
 from backend.studies.api import IsResearcher
@@ -154,12 +154,14 @@ class Descriptions(APIView):
                              description="the unit set's id"),
             OpenApiParameter("source", str, description="only this concept source"),
         ],
-        responses={200: None, 400: None},
+        responses={200: None, 400: None, 404: None},
     )  # fmt: skip
     def get(self, request: Request) -> Response:
         unit_set = request.query_params.get("unit_set", "")
         if not unit_set.isdigit():
             raise ApiError("bad_request", "give ?unit_set=<id>")
+        if not access.visible_unit_sets(request.user).filter(pk=int(unit_set)).exists():
+            raise ApiError("not_found", f"unit set {unit_set} not found", status_code=404)
         rows = Description.objects.filter(unit__unit_set_id=int(unit_set)).select_related("unit")
         if request.query_params.get("source"):
             rows = rows.filter(source=request.query_params["source"])
