@@ -44,8 +44,15 @@ from tests.stimuli.factories import png_bytes
 pytestmark = pytest.mark.django_db
 
 MODELS = ("network", "layer", "imageset", "unitset", "unit", "image", "visualization")
-ATLAS_MODELS = ("measure", "population", "ablationcurve", "spectrum", "observer", "description",
-                "lwtanetwork")  # fmt: skip
+ATLAS_MODELS = (
+    "measure",
+    "population",
+    "ablationcurve",
+    "spectrum",
+    "observer",
+    "description",
+    "lwtanetwork",
+)
 
 
 @pytest.fixture
@@ -66,8 +73,9 @@ def _image_set(name: str, owner: User | None, seed: int) -> ImageSet:
 
 
 def _unit_set(name: str, layer: Layer, image_set: ImageSet, owner: User | None) -> UnitSet:
-    unit_set = UnitSet.objects.create(name=name, layer=layer, kind="channels", n_units=2,
-                                      image_set=image_set, owner=owner)  # fmt: skip
+    unit_set = UnitSet.objects.create(
+        name=name, layer=layer, kind="channels", n_units=2, image_set=image_set, owner=owner
+    )
     Unit.objects.bulk_create([Unit(unit_set=unit_set, index=i) for i in range(2)])
     return unit_set
 
@@ -77,29 +85,53 @@ def _atlas_rows(prefix: str, unit_set: UnitSet, image_set: ImageSet) -> dict[str
     synthetic = store_image(png_bytes(900 + unit_set.pk, size=32), kind=Image.Kind.SYNTHETIC)
     return {
         "visualization": Visualization.objects.create(
-            unit=unit, image=synthetic, method="fft", preset=f"{prefix}preset", seed=1, steps=1,
+            unit=unit,
+            image=synthetic,
+            method="fft",
+            preset=f"{prefix}preset",
+            seed=1,
+            steps=1,
             final_activation=1.0,
-        ),  # fmt: skip
+        ),
         "synthetic": synthetic,
-        "measure": Measure.objects.create(unit=unit, image_set=image_set, name=f"{prefix}measure",
-                                          value=0.5),  # fmt: skip
+        "measure": Measure.objects.create(
+            unit=unit, image_set=image_set, name=f"{prefix}measure", value=0.5
+        ),
         "population": Population.objects.create(
-            unit_set=unit_set, image_set=image_set, basis="activity", index=0, members=[0, 1],
+            unit_set=unit_set,
+            image_set=image_set,
+            basis="activity",
+            index=0,
+            members=[0, 1],
             details={"rule": f"{prefix}population"},
-        ),  # fmt: skip
+        ),
         "ablationcurve": AblationCurve.objects.create(
-            unit_set=unit_set, image_set=image_set, ranked_by=f"{prefix}ranking", ks=[1],
-            ranked=[0.1], random_mean=[0.0], random_sd=[0.0],
-        ),  # fmt: skip
+            unit_set=unit_set,
+            image_set=image_set,
+            ranked_by=f"{prefix}ranking",
+            ks=[1],
+            ranked=[0.1],
+            random_mean=[0.0],
+            random_sd=[0.0],
+        ),
         "description": Description.objects.create(
-            unit=unit, image_set=image_set, source="classifier", text=f"{prefix}concept",
+            unit=unit,
+            image_set=image_set,
+            source="classifier",
+            text=f"{prefix}concept",
             concepts=[{"concept": f"{prefix}concept", "score": 1.0}],
-        ),  # fmt: skip
+        ),
         "spectrum": Spectrum.objects.create(
-            layer=unit_set.layer, unit_set=unit_set, image_set=image_set, n_samples=10,
-            dimension=2, eigenvalues=[1.0, 0.5], participation_ratio=1.8,
-            criterion=1.5, details={"note": f"{prefix}spectrum"},
-        ),  # fmt: skip
+            layer=unit_set.layer,
+            unit_set=unit_set,
+            image_set=image_set,
+            n_samples=10,
+            dimension=2,
+            eigenvalues=[1.0, 0.5],
+            participation_ratio=1.8,
+            criterion=1.5,
+            details={"note": f"{prefix}spectrum"},
+        ),
     }
 
 
@@ -112,8 +144,7 @@ def catalogue(everyone: dict[str, User]) -> dict[str, Any]:
     layer = Layer.objects.create(network=network, name="features.3", shape=[2, 7, 7])
     photos = _image_set("owner-photos", owner, 1)
     used = _unit_set("owner-used", layer, photos, owner)
-    hidden_net = Network.objects.create(name="owner-hidden-net", source="builtin:test",
-                                        owner=owner)  # fmt: skip
+    hidden_net = Network.objects.create(name="owner-hidden-net", source="builtin:test", owner=owner)
     hidden_layer = Layer.objects.create(network=hidden_net, name="features.9", shape=[2, 3, 3])
     hidden_photos = _image_set("owner-hidden-photos", owner, 2)
     hidden = _unit_set("owner-hidden-set", hidden_layer, hidden_photos, owner)
@@ -128,22 +159,41 @@ def catalogue(everyone: dict[str, User]) -> dict[str, Any]:
     shared_photos = _image_set("shared-photos", None, 3)
     return {
         "study": study,
-        "used": {"network": network, "layer": layer, "imageset": photos, "unitset": used,
-                 "unit": used.units.get(index=0), "image": photos.images.get(),
-                 "observer": Observer.objects.create(name="owner-observer", network=network),
-                 **_atlas_rows("used-", used, photos)},
-        "hidden": {"network": hidden_net, "layer": hidden_layer, "imageset": hidden_photos,
-                   "unitset": hidden, "unit": hidden.units.get(index=0),
-                   "image": hidden_photos.images.get(),
-                   "observer": Observer.objects.create(name="owner-hidden-observer",
-                                                       network=hidden_net),
-                   "lwtanetwork": LWTANetwork.objects.create(
-                       network=lwta_net, base=hidden_net, image_set=hidden_photos, block_size=2,
-                       temperature=0.67, checkpoint="/x.pt"),
-                   **_atlas_rows("hidden-", hidden, hidden_photos)},
-        "shared": {"network": shared_net, "layer": shared_layer, "imageset": shared_photos,
-                   "unitset": _unit_set("shared-set", shared_layer, shared_photos, None)},
-    }  # fmt: skip
+        "used": {
+            "network": network,
+            "layer": layer,
+            "imageset": photos,
+            "unitset": used,
+            "unit": used.units.get(index=0),
+            "image": photos.images.get(),
+            "observer": Observer.objects.create(name="owner-observer", network=network),
+            **_atlas_rows("used-", used, photos),
+        },
+        "hidden": {
+            "network": hidden_net,
+            "layer": hidden_layer,
+            "imageset": hidden_photos,
+            "unitset": hidden,
+            "unit": hidden.units.get(index=0),
+            "image": hidden_photos.images.get(),
+            "observer": Observer.objects.create(name="owner-hidden-observer", network=hidden_net),
+            "lwtanetwork": LWTANetwork.objects.create(
+                network=lwta_net,
+                base=hidden_net,
+                image_set=hidden_photos,
+                block_size=2,
+                temperature=0.67,
+                checkpoint="/x.pt",
+            ),
+            **_atlas_rows("hidden-", hidden, hidden_photos),
+        },
+        "shared": {
+            "network": shared_net,
+            "layer": shared_layer,
+            "imageset": shared_photos,
+            "unitset": _unit_set("shared-set", shared_layer, shared_photos, None),
+        },
+    }
 
 
 def as_user(user: User) -> Client:
@@ -168,12 +218,18 @@ def change_url(name: str, obj: Any) -> str:
 
 def marker(name: str, obj: Any) -> str:
     """Text of the row that its changelist shows (a name, or what identifies the row)."""
-    texts = {"visualization": lambda v: f"{v.method}/{v.preset}", "image": lambda i: i.sha256,
-             "unit": lambda u: f"{u.unit_set.name} #{u.index}", "layer": lambda x: x.name,
-             "measure": lambda m: m.name, "population": lambda p: f"/population/{p.pk}/change/",
-             "ablationcurve": lambda c: c.ranked_by, "description": lambda d: d.text,
-             "spectrum": lambda s: f"/spectrum/{s.pk}/change/",
-             "lwtanetwork": lambda n: f"/lwtanetwork/{n.pk}/change/"}  # fmt: skip
+    texts = {
+        "visualization": lambda v: f"{v.method}/{v.preset}",
+        "image": lambda i: i.sha256,
+        "unit": lambda u: f"{u.unit_set.name} #{u.index}",
+        "layer": lambda x: x.name,
+        "measure": lambda m: m.name,
+        "population": lambda p: f"/population/{p.pk}/change/",
+        "ablationcurve": lambda c: c.ranked_by,
+        "description": lambda d: d.text,
+        "spectrum": lambda s: f"/spectrum/{s.pk}/change/",
+        "lwtanetwork": lambda n: f"/lwtanetwork/{n.pk}/change/",
+    }
     return texts.get(name, lambda o: o.name)(obj)
 
 
@@ -220,8 +276,13 @@ def test_what_a_collaborator_sees_is_read_only(
     assert 'name="_save"' not in page and 'name="name"' not in page
     posted = client.post(change_url("unitset", used), {"name": "renamed", "kind": "channels"})
     assert posted.status_code == 403
-    assert client.post(change_url("network", catalogue["used"]["network"]).replace(
-        "/change/", "/delete/"), {"post": "yes"}).status_code == 403  # fmt: skip
+    assert (
+        client.post(
+            change_url("network", catalogue["used"]["network"]).replace("/change/", "/delete/"),
+            {"post": "yes"},
+        ).status_code
+        == 403
+    )
     used.refresh_from_db()
     assert used.name == "owner-used" and Network.objects.filter(name="owner-net").exists()
 
@@ -260,8 +321,9 @@ def test_a_superuser_puts_an_item_in_the_shared_catalogue(
 ) -> None:
     hidden = catalogue["hidden"]["unitset"]
     outsider = as_user(everyone["outsider"])
-    shared = outsider.post("/admin/stimuli/unitset/",
-                           {"action": "share", "_selected_action": [hidden.pk]})  # fmt: skip
+    shared = outsider.post(
+        "/admin/stimuli/unitset/", {"action": "share", "_selected_action": [hidden.pk]}
+    )
     hidden.refresh_from_db()
     assert shared.status_code in (200, 302) and hidden.owner == everyone["owner"]
     response = as_user(superuser).post(
@@ -273,13 +335,21 @@ def test_a_superuser_puts_an_item_in_the_shared_catalogue(
     assert outsider.get(change_url("unitset", hidden)).status_code == 200
 
 
-def test_what_a_researcher_adds_is_theirs(everyone: dict[str, User], catalogue: dict[str, Any]) -> None:
+def test_what_a_researcher_adds_is_theirs(
+    everyone: dict[str, User], catalogue: dict[str, Any]
+) -> None:
     client = as_user(everyone["outsider"])
     shared_layer = catalogue["shared"]["layer"]
-    response = client.post("/admin/stimuli/unitset/add/", {
-        "name": "outsider-set", "layer": shared_layer.pk, "kind": "channels", "point": "output",
-        "params": "{}",
-    })  # fmt: skip
+    response = client.post(
+        "/admin/stimuli/unitset/add/",
+        {
+            "name": "outsider-set",
+            "layer": shared_layer.pk,
+            "kind": "channels",
+            "point": "output",
+            "params": "{}",
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     created = UnitSet.objects.get(name="outsider-set")
     assert created.owner == everyone["outsider"]
@@ -291,10 +361,16 @@ def test_the_admin_pickers_offer_only_visible_items(
 ) -> None:
     client = as_user(everyone["outsider"])
     hidden_layer = catalogue["hidden"]["layer"]
-    response = client.post("/admin/stimuli/unitset/add/", {
-        "name": "outsider-set", "layer": hidden_layer.pk, "kind": "channels", "point": "output",
-        "params": "{}",
-    })  # fmt: skip
+    response = client.post(
+        "/admin/stimuli/unitset/add/",
+        {
+            "name": "outsider-set",
+            "layer": hidden_layer.pk,
+            "kind": "channels",
+            "point": "output",
+            "params": "{}",
+        },
+    )
     assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
     assert not UnitSet.objects.filter(name="outsider-set").exists()
     page = client.get("/admin/stimuli/unitset/add/").content.decode()
@@ -311,11 +387,25 @@ def test_the_autocomplete_and_the_study_pickers_offer_only_visible_items(
     everyone: dict[str, User], catalogue: dict[str, Any]
 ) -> None:
     client = as_user(everyone["outsider"])
-    found = client.get("/admin/autocomplete/", {"app_label": "studies", "model_name": "study",
-                                                "field_name": "catch_units", "term": "owner"})
+    found = client.get(
+        "/admin/autocomplete/",
+        {
+            "app_label": "studies",
+            "model_name": "study",
+            "field_name": "catch_units",
+            "term": "owner",
+        },
+    )
     assert found.status_code == 200 and found.json()["results"] == []
-    layers = client.get("/admin/autocomplete/", {"app_label": "stimuli", "model_name": "unitset",
-                                                 "field_name": "layer", "term": "features"})
+    layers = client.get(
+        "/admin/autocomplete/",
+        {
+            "app_label": "stimuli",
+            "model_name": "unitset",
+            "field_name": "layer",
+            "term": "features",
+        },
+    )
     assert [row["text"] for row in layers.json()["results"]] == [str(catalogue["shared"]["layer"])]
     page = client.get("/admin/studies/study/add/").content.decode()
     assert "owner-used" not in page and "owner-photos" not in page and "shared-set" in page
@@ -342,9 +432,13 @@ def test_the_admin_s_spectra_pages_show_only_visible_spectra(
 
 def unit_set_urls(unit_set: UnitSet) -> list[str]:
     base = f"/api/v1/researcher/atlas/unit-sets/{unit_set.pk}"
-    return [f"{base}/measures/", f"{base}/measures.csv", f"{base}/populations/",
-            f"{base}/ablation-curves/",
-            f"/api/v1/researcher/atlas/descriptions/?unit_set={unit_set.pk}"]  # fmt: skip
+    return [
+        f"{base}/measures/",
+        f"{base}/measures.csv",
+        f"{base}/populations/",
+        f"{base}/ablation-curves/",
+        f"/api/v1/researcher/atlas/descriptions/?unit_set={unit_set.pk}",
+    ]
 
 
 def test_an_outsider_gets_404_from_every_api_endpoint_of_the_catalogue(
@@ -379,8 +473,10 @@ def test_a_collaborator_reads_the_study_s_unit_set_but_not_the_owner_s_others(
     assert len(spectra) == 1
     names = [o["name"] for o in client.get("/api/v1/researcher/atlas/observers/").json()]
     assert names == ["owner-observer"]
-    owner_names = [o["name"] for o in api_as(everyone["owner"]).get(
-        "/api/v1/researcher/atlas/observers/").json()]  # fmt: skip
+    owner_names = [
+        o["name"]
+        for o in api_as(everyone["owner"]).get("/api/v1/researcher/atlas/observers/").json()
+    ]
     assert owner_names == ["owner-hidden-observer", "owner-observer"]
 
 
@@ -391,15 +487,29 @@ def test_a_job_naming_an_item_the_caller_may_not_see_is_refused(
     client = api_as(everyone[who])
     hidden = catalogue["hidden"]
     calls = [
-        ("/api/v1/researcher/atlas/jobs/", {"kind": "compute_activity", "params": {
-            "unit_sets": [hidden["unitset"].pk], "image_set": catalogue["shared"]["imageset"].pk}}),
-        ("/api/v1/researcher/atlas/spectra/", {"layers": [hidden["layer"].pk],
-                                               "image_set": catalogue["shared"]["imageset"].pk}),
-        ("/api/v1/researcher/atlas/descriptions/", {"unit_sets": [hidden["unitset"].pk],
-                                                    "image_set": hidden["imageset"].pk}),
-        (f"/api/v1/researcher/atlas/observers/{catalogue['used']['observer'].pk}/mis",
-         {"unit_sets": [hidden["unitset"].pk]}),
-    ]  # fmt: skip
+        (
+            "/api/v1/researcher/atlas/jobs/",
+            {
+                "kind": "compute_activity",
+                "params": {
+                    "unit_sets": [hidden["unitset"].pk],
+                    "image_set": catalogue["shared"]["imageset"].pk,
+                },
+            },
+        ),
+        (
+            "/api/v1/researcher/atlas/spectra/",
+            {"layers": [hidden["layer"].pk], "image_set": catalogue["shared"]["imageset"].pk},
+        ),
+        (
+            "/api/v1/researcher/atlas/descriptions/",
+            {"unit_sets": [hidden["unitset"].pk], "image_set": hidden["imageset"].pk},
+        ),
+        (
+            f"/api/v1/researcher/atlas/observers/{catalogue['used']['observer'].pk}/mis",
+            {"unit_sets": [hidden["unitset"].pk]},
+        ),
+    ]
     for url, body in calls:
         response = client.post(url, body, format="json")
         expected = 404 if who == "outsider" and "observers" in url else 400
@@ -414,14 +524,16 @@ def test_only_the_owner_fits_or_imports_into_an_item(
     client = as_user(everyone["outsider"])
     shared = catalogue["shared"]["unitset"]
     UnitSet.objects.filter(pk=shared.pk).update(kind="pca", n_units=2)
-    response = client.post("/admin/stimuli/unitset/", {"action": "fit",
-                                                       "_selected_action": [shared.pk]})
+    response = client.post(
+        "/admin/stimuli/unitset/", {"action": "fit", "_selected_action": [shared.pk]}
+    )
     assert response.status_code == 302
     assert not Job.objects.exists()
     hidden = catalogue["hidden"]["unitset"]
     UnitSet.objects.filter(pk=hidden.pk).update(kind="pca", n_units=2)
-    as_user(everyone["owner"]).post("/admin/stimuli/unitset/", {"action": "fit",
-                                                                "_selected_action": [hidden.pk]})
+    as_user(everyone["owner"]).post(
+        "/admin/stimuli/unitset/", {"action": "fit", "_selected_action": [hidden.pk]}
+    )
     assert list(Job.objects.values_list("kind", "created_by")) == [
         ("fit_unit_set", everyone["owner"].pk)
     ]
@@ -435,17 +547,30 @@ def test_a_study_cannot_use_another_researcher_s_items_through_the_api(
 ) -> None:
     client = api_as(everyone["outsider"])
     hidden = catalogue["hidden"]
-    for body in ({"unit_sets": [hidden["unitset"].pk]}, {"image_set": hidden["imageset"].pk},
-                 {"catch_units": [hidden["unit"].pk]}):  # fmt: skip
-        response = client.post("/api/v1/researcher/studies/",
-                               {"slug": "outsider-study", "title": "Mine", **body}, format="json")
+    for body in (
+        {"unit_sets": [hidden["unitset"].pk]},
+        {"image_set": hidden["imageset"].pk},
+        {"catch_units": [hidden["unit"].pk]},
+    ):
+        response = client.post(
+            "/api/v1/researcher/studies/",
+            {"slug": "outsider-study", "title": "Mine", **body},
+            format="json",
+        )
         assert response.status_code == 400, (body, response.content)
         assert "owner-hidden" not in response.content.decode()
     assert not Study.objects.filter(slug="outsider-study").exists()
     shared = catalogue["shared"]
-    response = client.post("/api/v1/researcher/studies/", {
-        "slug": "outsider-study", "title": "Mine", "unit_sets": [shared["unitset"].pk],
-        "image_set": shared["imageset"].pk}, format="json")  # fmt: skip
+    response = client.post(
+        "/api/v1/researcher/studies/",
+        {
+            "slug": "outsider-study",
+            "title": "Mine",
+            "unit_sets": [shared["unitset"].pk],
+            "image_set": shared["imageset"].pk,
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.content
 
 
@@ -458,16 +583,18 @@ def test_a_collaborator_cannot_add_what_the_owner_may_not_see(
     study = catalogue["study"]
     used = catalogue["used"]["unitset"]
     response = api_as(collaborator).patch(
-        f"/api/v1/researcher/studies/{study.slug}/", {"unit_sets": [used.pk, own.pk]},
+        f"/api/v1/researcher/studies/{study.slug}/",
+        {"unit_sets": [used.pk, own.pk]},
         format="json",
-    )  # fmt: skip
+    )
     assert response.status_code == 400 and "unit_sets" in response.json()["message"]
     response = api_as(collaborator).patch(
         f"/api/v1/researcher/studies/{study.slug}/", {"image_set": photos.pk}, format="json"
     )
     assert response.status_code == 400 and "image_set" in response.json()["message"]
     study.refresh_from_db()
-    assert list(study.unit_sets.all()) == [used] and study.image_set == catalogue["used"]["imageset"]
+    assert list(study.unit_sets.all()) == [used]
+    assert study.image_set == catalogue["used"]["imageset"]
 
 
 def test_the_study_form_refuses_what_the_owner_may_not_see(
@@ -486,11 +613,46 @@ def test_the_study_form_refuses_what_the_owner_may_not_see(
         management = formset.formset.management_form
         data.update({management[n].html_name: management[n].value() for n in management.fields})
         for inline in formset.formset.forms:
-            data.update({inline[n].html_name: inline[n].value() for n in inline.fields
-                         if inline[n].value() is not None})  # fmt: skip
+            data.update(
+                {
+                    inline[n].html_name: inline[n].value()
+                    for n in inline.fields
+                    if inline[n].value() is not None
+                }
+            )
     data["unit_sets"] = [catalogue["used"]["unitset"].pk, own.pk]
     response = client.post(f"/admin/studies/study/{study.pk}/change/", data)
     assert response.status_code == 200, response.status_code
     errors = response.context["adminform"].form.errors
     assert "unit_sets" in errors, errors
     assert list(study.unit_sets.all()) == [catalogue["used"]["unitset"]]
+
+
+# --- imported datasets -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("who", ["collaborator", "outsider"])
+def test_another_researcher_s_imported_dataset_is_hidden_and_a_shared_one_is_not(
+    who: str, everyone: dict[str, User], catalogue: dict[str, Any]
+) -> None:
+    from backend.analysis.models import ImportedDataset
+
+    mine = ImportedDataset.objects.create(name="owner-secret-trials", imported_by=everyone["owner"])
+    shared = ImportedDataset.objects.create(name="published-trials")
+    study = (
+        catalogue["study"]
+        if who == "collaborator"
+        else study_services.do_create_study(everyone[who], {"slug": "outsider-own", "title": "Own"})
+    )
+    client = as_user(everyone[who])
+    assert client.get(f"/admin/analysis/importeddataset/{mine.pk}/change/").status_code == 404
+    assert client.get(f"/admin/analysis/importeddataset/{shared.pk}/change/").status_code == 200
+    listing = client.get("/admin/analysis/importeddataset/").content.decode()
+    assert "owner-secret-trials" not in listing and "published-trials" in listing
+    results = client.get(f"/admin/studies/study/{study.pk}/results/?with={mine.pk}")
+    assert results.status_code == 200
+    assert "owner-secret-trials" not in results.content.decode()
+    owner_page = as_user(everyone["owner"]).get(
+        f"/admin/studies/study/{catalogue['study'].pk}/results/?with={mine.pk}"
+    )
+    assert "owner-secret-trials" in owner_page.content.decode()
