@@ -652,6 +652,10 @@ def test_another_researcher_s_imported_dataset_is_hidden_and_a_shared_one_is_not
     results = client.get(f"/admin/studies/study/{study.pk}/results/?with={mine.pk}")
     assert results.status_code == 200
     assert "owner-secret-trials" not in results.content.decode()
+    api = api_as(everyone[who]).get(
+        f"/api/v1/researcher/studies/{study.slug}/results?with={mine.pk}"
+    )
+    assert api.status_code == 200 and api.json()["compared"] == []
     owner_page = as_user(everyone["owner"]).get(
         f"/admin/studies/study/{catalogue['study'].pk}/results/?with={mine.pk}"
     )
