@@ -51,6 +51,7 @@ class CatalogueRelatedField(serializers.PrimaryKeyRelatedField):  # type: ignore
 
     def get_queryset(self) -> Any:
         rows = super().get_queryset()
+        assert rows is not None, "declared with a queryset"
         request = self.context.get("request")
         scope = access.visible(rows.model, getattr(request, "user", None))
         return rows if scope is None else rows.filter(pk__in=scope.values("pk"))
