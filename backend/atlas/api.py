@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.atlas import jobkinds, queries
+from backend.atlas.access import visible_rows
 from backend.atlas.models import AblationCurve, Population
 from backend.core.errors import ApiError
 from backend.stimuli import access
@@ -77,7 +78,7 @@ class UnitSetMeasures(APIView):
     @extend_schema(responses={200: None, 404: None})
     def get(self, request: Request, pk: int) -> Any:
         unit_set = _unit_set(request, pk)
-        names, rows = queries.measure_table(unit_set, _image_set_param(request))
+        names, rows = queries.measure_table(unit_set, _image_set_param(request), request.user)
         return Response({"unit_set": unit_set.pk, "measures": names, "units": rows})
 
 
@@ -89,7 +90,7 @@ class UnitSetMeasuresCsv(APIView):
     @extend_schema(responses={200: None, 404: None})
     def get(self, request: Request, pk: int) -> HttpResponse:
         unit_set = _unit_set(request, pk)
-        names, rows = queries.measure_table(unit_set, _image_set_param(request))
+        names, rows = queries.measure_table(unit_set, _image_set_param(request), request.user)
         return _csv(unit_set, names, rows)
 
 
@@ -110,7 +111,8 @@ class UnitSetPopulations(APIView):
     @extend_schema(responses={200: None, 404: None})
     def get(self, request: Request, pk: int) -> Response:
         unit_set = _unit_set(request, pk)
-        rows = Population.objects.filter(unit_set=unit_set).order_by("basis", "image_set", "index")
+        rows = visible_rows(Population.objects.filter(unit_set=unit_set), request.user)
+        rows = rows.order_by("basis", "image_set", "index")
         return Response({"unit_set": unit_set.pk, "populations": [
             {"basis": p.basis, "image_set": p.image_set_id, "index": p.index,
              "members": p.members, "details": p.details} for p in rows
@@ -123,7 +125,7 @@ class UnitSetAblationCurves(APIView):
     @extend_schema(responses={200: None, 404: None})
     def get(self, request: Request, pk: int) -> Response:
         unit_set = _unit_set(request, pk)
-        rows = AblationCurve.objects.filter(unit_set=unit_set)
+        rows = visible_rows(AblationCurve.objects.filter(unit_set=unit_set), request.user)
         return Response({"unit_set": unit_set.pk, "curves": [
             {"ranked_by": c.ranked_by, "image_set": c.image_set_id, "ks": c.ks,
              "ranked": c.ranked, "random_mean": c.random_mean, "random_sd": c.random_sd,

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from backend.stimuli import jobkinds, queries, services
+from backend.stimuli import access, jobkinds, queries, services
 from backend.stimuli.admin_access import CatalogueScoped
 from backend.stimuli.models import (
     ExemplarSet,
@@ -247,6 +247,13 @@ class UnitAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg]
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def get_object(self, request: HttpRequest, object_id: str, from_field: Any = None) -> Any:
+        """The unit, with who looks at it: its page shows exemplars and descriptions only over
+        the image sets the viewer may see (a shared unit set's may be computed on anyone's)."""
+        unit = super().get_object(request, object_id, from_field)
+        unit.viewer = request.user
+        return unit
+
     @admin.action(description="Render feature visualizations (Lucent defaults, min and max)")
     def render_lucent(self, request: HttpRequest, queryset: QuerySet[Unit]) -> None:
         self._queue_render(request, queryset, "lucent", n_images=1)
@@ -276,7 +283,11 @@ class UnitAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.display(description="exemplars")
     def exemplars(self, unit: Unit) -> SafeString:
-        sections = [exemplar_set_html(es) for es in unit.exemplar_sets.select_related("image_set")]
+        exemplar_sets = unit.exemplar_sets.select_related("image_set")
+        viewer = getattr(unit, "viewer", None)
+        if viewer is not None:
+            exemplar_sets = exemplar_sets.filter(image_set__in=access.visible_image_sets(viewer))
+        sections = [exemplar_set_html(es) for es in exemplar_sets]
         return format_html_join("", "{}", ((s,) for s in sections)) or format_html(
             "<p>No exemplars yet: run “Compute exemplars” on the unit set.</p>"
         )
@@ -308,7 +319,7 @@ class UnitAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg]
     def descriptions(self, unit: Unit) -> SafeString:
         from backend.atlas.descriptions import description_html
 
-        return description_html(unit)
+        return description_html(unit, getattr(unit, "viewer", None))
 
     @admin.display(description="statistics")
     def activation_stats(self, unit: Unit) -> SafeString:

@@ -660,3 +660,37 @@ def test_another_researcher_s_imported_dataset_is_hidden_and_a_shared_one_is_not
         f"/admin/studies/study/{catalogue['study'].pk}/results/?with={mine.pk}"
     )
     assert "owner-secret-trials" in owner_page.content.decode()
+
+
+def test_a_shared_unit_set_shows_nobody_what_was_computed_on_a_private_image_set(
+    everyone: dict[str, User], catalogue: dict[str, Any]
+) -> None:
+    from backend.stimuli.models import ExemplarSet
+
+    shared, hidden_photos = catalogue["shared"]["unitset"], catalogue["hidden"]["imageset"]
+    private_photo = hidden_photos.images.get()
+    unit = shared.units.get(index=0)
+    entry = [{"image": private_photo.pk, "value": 1.0}]
+    ExemplarSet.objects.create(unit=unit, image_set=hidden_photos, k=1, top=entry, bottom=entry)
+    Measure.objects.create(unit=unit, image_set=hidden_photos, name="private-measure", value=1.0)
+    Description.objects.create(
+        unit=unit, image_set=hidden_photos, source="classifier", text="private-concept", concepts=[]
+    )
+    Population.objects.create(
+        unit_set=shared, image_set=hidden_photos, basis="activity", index=0, members=[0]
+    )
+    outsider = as_user(everyone["outsider"])
+    page = outsider.get(change_url("unit", unit)).content.decode()
+    assert private_photo.sha256 not in page and "private-concept" not in page
+    assert (
+        private_photo.sha256
+        in as_user(everyone["owner"]).get(change_url("unit", unit)).content.decode()
+    )
+    api = api_as(everyone["outsider"])
+    base = f"/api/v1/researcher/atlas/unit-sets/{shared.pk}"
+    assert api.get(f"{base}/measures/").json()["measures"] == []
+    assert api.get(f"{base}/populations/").json()["populations"] == []
+    described = api.get(f"/api/v1/researcher/atlas/descriptions/?unit_set={shared.pk}").json()
+    assert described["descriptions"] == []
+    owner_measures = api_as(everyone["owner"]).get(f"{base}/measures/").json()["measures"]
+    assert owner_measures == ["private-measure"]
