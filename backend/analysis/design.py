@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from backend.analysis.services import Refused
+from backend.stimuli import access
 from backend.stimuli.models import Image, ImageSet, ImageSetMember, Layer, Network, Unit, UnitSet
 from backend.studies import services as study_services
 from backend.studies.models import Condition, PracticeTrial, Study, TaskList, Trial
@@ -221,10 +222,10 @@ def do_import_study_design(document: Any, owner: User, slug: str = "") -> Study:
     images = dict(Image.objects.filter(
         sha256__in={image["sha256"] for image in document["images"]}
     ).values_list("sha256", "pk"))  # fmt: skip
-    fields["image_set"] = _imported_image_set(document.get("image_set"))
+    fields["image_set"] = _imported_image_set(document.get("image_set"), owner)
     conditions = [{k: v for k, v in c.items() if k != "position"} for c in document["conditions"]]
     study = study_services.do_create_study(owner, fields, conditions=conditions)
-    unit_sets = {spec["name"]: _imported_unit_set(spec) for spec in document["unit_sets"]}
+    unit_sets = {spec["name"]: _imported_unit_set(spec, owner) for spec in document["unit_sets"]}
     study_services.do_set_relations(
         study, unit_sets=[unit_sets[s["name"]] for s in document["unit_sets"] if s["in_study"]]
     )
@@ -239,11 +240,13 @@ def do_import_study_design(document: Any, owner: User, slug: str = "") -> Study:
     return study
 
 
-def _imported_image_set(spec: dict[str, Any] | None) -> ImageSet | None:
+def _imported_image_set(spec: dict[str, Any] | None, owner: User) -> ImageSet | None:
+    """The same image set where the owner may see one (backend.stimuli.access), else a new one
+    of theirs."""
     if spec is None:
         return None
     wanted = [(sha256, position, label) for sha256, position, label in spec["images"]]
-    existing = ImageSet.objects.filter(name=spec["name"]).first()
+    existing = access.visible_image_sets(owner).filter(name=spec["name"]).first()
     if existing is not None:
         held = list(existing.members.order_by("position").values_list(
             "image__sha256", "position", "label"))  # fmt: skip
@@ -251,7 +254,7 @@ def _imported_image_set(spec: dict[str, Any] | None) -> ImageSet | None:
             return existing
     image_set = ImageSet.objects.create(
         name=_free_name(ImageSet, spec["name"]), origin=spec["origin"],
-        description=spec["description"], source="imported study design",
+        description=spec["description"], source="imported study design", owner=owner,
     )  # fmt: skip
     pks = dict(Image.objects.filter(sha256__in=[w[0] for w in wanted]).values_list("sha256", "pk"))
     ImageSetMember.objects.bulk_create(
@@ -261,21 +264,26 @@ def _imported_image_set(spec: dict[str, Any] | None) -> ImageSet | None:
     return image_set
 
 
-def _imported_unit_set(spec: dict[str, Any]) -> UnitSet:
-    network = Network.objects.filter(source=spec["network"]["source"]).order_by("pk").first()
+def _imported_unit_set(spec: dict[str, Any], owner: User) -> UnitSet:
+    networks = access.visible_networks(owner)
+    network = networks.filter(source=spec["network"]["source"]).order_by("pk").first()
     if network is None:
         name = _free_name(Network, spec["network"]["name"])
-        network = Network.objects.create(name=name, source=spec["network"]["source"])
+        network = Network.objects.create(name=name, source=spec["network"]["source"], owner=owner)
     layer, _ = Layer.objects.get_or_create(
         network=network, name=spec["layer"]["name"],
         defaults={"shape": spec["layer"]["shape"], "position": spec["layer"]["position"]},
     )  # fmt: skip
-    same = UnitSet.objects.filter(layer=layer, kind=spec["kind"], name=spec["name"]).first()
+    same = (
+        access.visible_unit_sets(owner)
+        .filter(layer=layer, kind=spec["kind"], name=spec["name"])
+        .first()
+    )
     if same is not None:
         return same
     return UnitSet.objects.create(
         name=_free_name(UnitSet, spec["name"]), layer=layer, kind=spec["kind"],
-        point=spec["point"], n_units=spec["n_units"], params=spec["params"],
+        point=spec["point"], n_units=spec["n_units"], params=spec["params"], owner=owner,
     )  # fmt: skip
 
 

@@ -95,7 +95,7 @@ def dashboard(request: HttpRequest, study_id: int) -> HttpResponse:
         "accuracy_tables": accuracy_tables(results, study.slug, compared),
         "unit_rows": unit_rows(results, study.slug, compared),
         "compared": compared,
-        "datasets": ImportedDataset.objects.only("pk", "name", "rows"),
+        "datasets": permissions.visible_imported_datasets(request.user).only("pk", "name", "rows"),
         "with_query": with_query,
         "excluded_query": "&excluded=1" if everyone else "",
         "include_excluded": everyone,
@@ -112,7 +112,8 @@ def dashboard(request: HttpRequest, study_id: int) -> HttpResponse:
 def compared_datasets(request: HttpRequest) -> list[Compared]:
     """The imported datasets named by `?with=<id>` (repeatable), in id order; others ignored."""
     ids = {int(raw) for raw in request.GET.getlist("with") if raw.strip().isdigit()}
-    datasets = ImportedDataset.objects.filter(pk__in=ids).order_by("pk")
+    datasets = permissions.visible_imported_datasets(request.user).filter(pk__in=ids)
+    datasets = datasets.order_by("pk")
     return [imported_results(dataset) for dataset in datasets]
 
 

@@ -7,11 +7,14 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from backend.atlas.access import THROUGH
 from backend.atlas.models import AblationCurve, Description, Measure, Observer, Population
+from backend.stimuli.admin_access import CatalogueScoped
 
 
 @admin.register(Measure)
-class MeasureAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class MeasureAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg]
+    scope_through = THROUGH[Measure]
     list_display = ["unit", "name", "value", "image_set", "computed_at"]
     list_filter = ["name", "unit__unit_set", "image_set"]
     search_fields = ["name", "unit__unit_set__name"]
@@ -27,7 +30,7 @@ class MeasureAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 # --- #15: ablation curves and populations (read-only: computed by Jobs) ---
 
 
-class _ReadOnly(admin.ModelAdmin):  # type: ignore[type-arg]
+class _ReadOnly(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg]
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -37,6 +40,7 @@ class _ReadOnly(admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(AblationCurve)
 class AblationCurveAdmin(_ReadOnly):
+    scope_through = THROUGH[AblationCurve]
     list_display = ["unit_set", "ranked_by", "image_set", "ks", "computed_at"]
     list_filter = ["ranked_by", "unit_set"]
     readonly_fields = ["unit_set", "image_set", "ranked_by", "ks", "ranked", "random_mean",
@@ -45,6 +49,7 @@ class AblationCurveAdmin(_ReadOnly):
 
 @admin.register(Population)
 class PopulationAdmin(_ReadOnly):
+    scope_through = THROUGH[Population]
     list_display = ["unit_set", "basis", "index", "size", "image_set", "computed_at"]
     list_filter = ["basis", "unit_set"]
     readonly_fields = ["unit_set", "image_set", "basis", "index", "members", "details", "job",
@@ -62,9 +67,11 @@ from backend.atlas import spectra_admin  # noqa: E402, F401
 
 
 @admin.register(Observer)
-class ObserverAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ObserverAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg]
     """Observers are made here or through the API; their MIS, pilots and calibrations are Jobs
     (the researcher API: /api/v1/researcher/atlas/observers/)."""
+
+    scope_through = THROUGH[Observer]
 
     list_display = ["name", "network", "layer", "similarity", "alpha", "created_at"]
     readonly_fields = ["calibrations", "created_at"]
@@ -74,7 +81,8 @@ class ObserverAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         self, request: HttpRequest, object_id: str, form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> Any:  # fmt: skip
-        observer = Observer.objects.filter(pk=object_id).first()
+        shown = self.get_queryset(request).filter(pk=object_id) if object_id.isdigit() else None
+        observer = shown.first() if shown is not None else None
         pilots = pilot_tables(observer, request.user) if observer else []
         return super().change_view(
             request, object_id, form_url, {**(extra_context or {}), "pilots": pilots}
@@ -104,8 +112,10 @@ def pilot_tables(observer: Observer, user: Any) -> list[dict[str, Any]]:
 
 
 @admin.register(Description)
-class DescriptionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class DescriptionAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg]
     """Descriptions in words (soft-WPMI), read-only; each unit's page shows its own."""
+
+    scope_through = THROUGH[Description]
 
     list_display = ["unit", "text", "source", "image_set", "computed_at"]
     list_filter = ["source", "unit__unit_set", "image_set"]
@@ -149,7 +159,8 @@ def training_curve_svg(curve: list[dict[str, Any]], width: int = 480, height: in
 
 
 @admin.register(LWTANetwork)
-class LWTANetworkAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class LWTANetworkAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg]
+    scope_through = THROUGH[LWTANetwork]
     list_display = ["network", "base", "block_size", "agreement", "imagenet_accuracy"]
     readonly_fields = [
         "network", "base", "image_set", "block_size", "temperature", "modules", "checkpoint",

@@ -16,8 +16,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.atlas import jobkinds, queries
+from backend.atlas.access import visible_rows
 from backend.atlas.models import AblationCurve, Population
 from backend.core.errors import ApiError
+from backend.stimuli import access
 from backend.stimuli import services as stimuli_services
 from backend.stimuli.api import job_response
 from backend.stimuli.models import UnitSet
@@ -51,8 +53,9 @@ class QueueAtlasJob(APIView):
         return job_response(job)
 
 
-def _unit_set(pk: int) -> UnitSet:
-    unit_set = UnitSet.objects.filter(pk=pk).first()
+def _unit_set(request: Request, pk: int) -> UnitSet:
+    """A unit set the caller may see (backend.stimuli.access), else a 404."""
+    unit_set = access.visible_unit_sets(request.user).filter(pk=pk).first()
     if unit_set is None:
         raise ApiError("not_found", f"unit set {pk} not found", status_code=404)
     return unit_set
@@ -74,8 +77,8 @@ class UnitSetMeasures(APIView):
 
     @extend_schema(responses={200: None, 404: None})
     def get(self, request: Request, pk: int) -> Any:
-        unit_set = _unit_set(pk)
-        names, rows = queries.measure_table(unit_set, _image_set_param(request))
+        unit_set = _unit_set(request, pk)
+        names, rows = queries.measure_table(unit_set, _image_set_param(request), request.user)
         return Response({"unit_set": unit_set.pk, "measures": names, "units": rows})
 
 
@@ -86,8 +89,8 @@ class UnitSetMeasuresCsv(APIView):
 
     @extend_schema(responses={200: None, 404: None})
     def get(self, request: Request, pk: int) -> HttpResponse:
-        unit_set = _unit_set(pk)
-        names, rows = queries.measure_table(unit_set, _image_set_param(request))
+        unit_set = _unit_set(request, pk)
+        names, rows = queries.measure_table(unit_set, _image_set_param(request), request.user)
         return _csv(unit_set, names, rows)
 
 
@@ -107,8 +110,9 @@ class UnitSetPopulations(APIView):
 
     @extend_schema(responses={200: None, 404: None})
     def get(self, request: Request, pk: int) -> Response:
-        unit_set = _unit_set(pk)
-        rows = Population.objects.filter(unit_set=unit_set).order_by("basis", "image_set", "index")
+        unit_set = _unit_set(request, pk)
+        rows = visible_rows(Population.objects.filter(unit_set=unit_set), request.user)
+        rows = rows.order_by("basis", "image_set", "index")
         return Response({"unit_set": unit_set.pk, "populations": [
             {"basis": p.basis, "image_set": p.image_set_id, "index": p.index,
              "members": p.members, "details": p.details} for p in rows
@@ -120,8 +124,8 @@ class UnitSetAblationCurves(APIView):
 
     @extend_schema(responses={200: None, 404: None})
     def get(self, request: Request, pk: int) -> Response:
-        unit_set = _unit_set(pk)
-        rows = AblationCurve.objects.filter(unit_set=unit_set)
+        unit_set = _unit_set(request, pk)
+        rows = visible_rows(AblationCurve.objects.filter(unit_set=unit_set), request.user)
         return Response({"unit_set": unit_set.pk, "curves": [
             {"ranked_by": c.ranked_by, "image_set": c.image_set_id, "ks": c.ks,
              "ranked": c.ranked, "random_mean": c.random_mean, "random_sd": c.random_sd,

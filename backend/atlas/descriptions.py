@@ -19,9 +19,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from backend.atlas.access import visible_rows
 from backend.atlas.models import Description
 from backend.core.errors import ApiError
-from backend.stimuli import jobkinds, services
+from backend.stimuli import access, jobkinds, services
 from backend.stimuli.api import JOB_SCHEMA, job_response
 from backend.stimuli.models import ImageSet, Job, Unit, UnitSet
 from backend.studies.api import IsResearcher
@@ -102,9 +103,13 @@ def do_save_descriptions(
     return written
 
 
-def description_html(unit: Unit) -> SafeString:
-    """A unit page's section: each description with its source, probe set and top concepts."""
-    rows = list(unit.descriptions.select_related("image_set"))  # type: ignore[attr-defined]
+def description_html(unit: Unit, viewer: Any = None) -> SafeString:
+    """A unit page's section: each description with its source, probe set and top concepts
+    (with a `viewer`: over the probe sets they may see)."""
+    described = unit.descriptions.select_related("image_set")  # type: ignore[attr-defined]
+    if viewer is not None:
+        described = visible_rows(described, viewer)
+    rows = list(described)
     if not rows:
         return format_html(
             "<p>No description yet: queue a “describe units” job (researcher API "
@@ -154,13 +159,16 @@ class Descriptions(APIView):
                              description="the unit set's id"),
             OpenApiParameter("source", str, description="only this concept source"),
         ],
-        responses={200: None, 400: None},
+        responses={200: None, 400: None, 404: None},
     )  # fmt: skip
     def get(self, request: Request) -> Response:
         unit_set = request.query_params.get("unit_set", "")
         if not unit_set.isdigit():
             raise ApiError("bad_request", "give ?unit_set=<id>")
+        if not access.visible_unit_sets(request.user).filter(pk=int(unit_set)).exists():
+            raise ApiError("not_found", f"unit set {unit_set} not found", status_code=404)
         rows = Description.objects.filter(unit__unit_set_id=int(unit_set)).select_related("unit")
+        rows = visible_rows(rows, request.user)
         if request.query_params.get("source"):
             rows = rows.filter(source=request.query_params["source"])
         rows = rows.order_by("unit__index", "source")

@@ -164,7 +164,12 @@ def register_lwta_network(job: Job, shards: list[Shard], progress: ProgressRepor
 
     def save() -> None:
         with transaction.atomic():
-            network = Network(name=name, source=source, description=f"LWTA version of {base}")
+            network = Network(
+                name=name,
+                source=source,
+                description=f"LWTA version of {base}",
+                owner=job.created_by,
+            )  # the researcher who queued it
             network = services.do_save_network(network, preprocess, layers)
             LWTANetwork.objects.create(
                 network=network, base=base, image_set_id=job.params["image_set"],

@@ -28,10 +28,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.atlas import observers
+from backend.atlas.access import visible_observers
 from backend.atlas.models import Observer
 from backend.core.errors import ApiError
+from backend.stimuli import access
 from backend.stimuli.api import job_response
-from backend.stimuli.models import Network, UnitSet
+from backend.stimuli.models import Network
 from backend.studies.api import IsResearcher
 from backend.studies.models import Study
 from backend.studies.permissions import visible_studies
@@ -49,8 +51,9 @@ class ObserverSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
         read_only_fields = ["id", "calibrations"]
 
 
-def observer_or_404(pk: int) -> Observer:
-    observer = Observer.objects.select_related("network").filter(pk=pk).first()
+def observer_or_404(request: Request, pk: int) -> Observer:
+    """An observer the caller may see (its network: backend.stimuli.access), else a 404."""
+    observer = visible_observers(request.user).select_related("network").filter(pk=pk).first()
     if observer is None:
         raise ApiError("not_found", f"observer {pk} not found", status_code=404)
     return observer
@@ -84,7 +87,7 @@ class ObserverList(APIView):
     permission_classes = [IsResearcher]
 
     def get(self, request: Request) -> Response:
-        return Response(ObserverSerializer(Observer.objects.all(), many=True).data)
+        return Response(ObserverSerializer(visible_observers(request.user), many=True).data)
 
     def post(self, request: Request) -> Response:
         if not request.user.is_superuser:
@@ -107,18 +110,23 @@ class ObserverMis(APIView):
     permission_classes = [IsResearcher]
 
     def post(self, request: Request, pk: int) -> Response:
-        observer = observer_or_404(pk)
+        observer = observer_or_404(request, pk)
         data = body(request)
         ids = data.get("unit_sets")
         if not isinstance(ids, list) or not all(_is_id(i) for i in ids):
             raise ApiError("invalid", "unit_sets must be a list of unit set ids")
-        unit_sets = list(UnitSet.objects.filter(pk__in=[int(i) for i in ids]))
+        shown = access.visible_unit_sets(request.user)
+        unit_sets = list(shown.filter(pk__in=[int(i) for i in ids]))
+        if len(unit_sets) != len({int(i) for i in ids}):
+            raise ApiError("invalid", "some of the unit sets named do not exist")
         settings = {key: data[key] for key in MIS_SETTINGS if key in data}
         return queued(observers.do_queue_mis, observer, unit_sets, request.user, **settings)
 
     def get(self, request: Request, pk: int) -> Response:
-        observer = observer_or_404(pk)
-        unit_set = UnitSet.objects.filter(pk=request.query_params.get("unit_set") or 0).first()
+        observer = observer_or_404(request, pk)
+        raw = str(request.query_params.get("unit_set") or "")
+        shown = access.visible_unit_sets(request.user)
+        unit_set = shown.filter(pk=int(raw)).first() if raw.isdigit() else None
         if unit_set is None:
             raise ApiError("invalid", "name a unit set: ?unit_set=<id>")
         values = observers.observer_mis(observer, unit_set)
@@ -133,7 +141,7 @@ class ObserverPilot(APIView):
     permission_classes = [IsResearcher]
 
     def post(self, request: Request, pk: int) -> Response:
-        observer = observer_or_404(pk)
+        observer = observer_or_404(request, pk)
         study = study_or_404(request, body(request).get("study"))
         return queued(observers.do_queue_pilot, observer, study, request.user)
 
@@ -142,7 +150,7 @@ class ObserverPilotResults(APIView):
     permission_classes = [IsResearcher]
 
     def get(self, request: Request, pk: int, study: int) -> Response:
-        observer = observer_or_404(pk)
+        observer = observer_or_404(request, pk)
         return Response(observers.pilot_summary(observer, study_or_404(request, study)))
 
 
@@ -152,7 +160,7 @@ class ObserverPilotExport(APIView):
     permission_classes = [IsResearcher]
 
     def get(self, request: Request, pk: int, study: int) -> StreamingHttpResponse:
-        observer = observer_or_404(pk)
+        observer = observer_or_404(request, pk)
         chosen = study_or_404(request, study)
 
         def lines() -> Iterator[str]:
@@ -177,6 +185,6 @@ class ObserverCalibrate(APIView):
     permission_classes = [IsResearcher]
 
     def post(self, request: Request, pk: int) -> Response:
-        observer = observer_or_404(pk)
+        observer = observer_or_404(request, pk)
         study = study_or_404(request, body(request).get("study"))
         return queued(observers.do_queue_calibration, observer, study, request.user)

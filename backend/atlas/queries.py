@@ -10,11 +10,16 @@ from backend.stimuli.models import UnitSet
 
 
 def measure_table(
-    unit_set: UnitSet, image_set_id: int | None = None
+    unit_set: UnitSet, image_set_id: int | None = None, viewer: Any = None
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """(measure names, rows): one row per unit, `index` then each measure (None: not computed
-    or undefined). With several image sets and none chosen, columns are `name@image_set`."""
+    or undefined). With several image sets and none chosen, columns are `name@image_set`.
+    With a `viewer`, only measures over image sets they may see (backend.atlas.access)."""
     measures = Measure.objects.filter(unit__unit_set=unit_set)
+    if viewer is not None:
+        from backend.atlas.access import visible_rows
+
+        measures = visible_rows(measures, viewer)
     if image_set_id is not None:
         measures = measures.filter(image_set_id=image_set_id)
     values = list(measures.values_list("unit__index", "name", "image_set_id", "value"))

@@ -157,7 +157,7 @@ def do_create_population_unit_set(
     population_set = UnitSet(
         name=name or f"{unit_set.name}-populations-{basis}"[:80], layer=unit_set.layer,
         kind=UnitSet.Kind.POPULATION, point=unit_set.point, n_units=len(populations),
-        image_set=image_set,
+        image_set=image_set, owner=unit_set.owner,  # it is the source unit set's owner's
         params={"source_unit_set": unit_set.pk, "basis": basis, "image_set": image_set.pk,
                 "members": [p.members for p in populations]},
     )  # fmt: skip

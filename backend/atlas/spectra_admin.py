@@ -19,13 +19,17 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from backend.atlas import spectra, spectra_plots
+from backend.atlas.access import THROUGH, visible_rows
 from backend.atlas.models import Spectrum
-from backend.stimuli.models import ImageSet, Layer, Network, UnitSet
+from backend.stimuli import access
+from backend.stimuli.admin_access import CatalogueScoped
+from backend.stimuli.models import ImageSet, Layer, UnitSet
 from backend.studies import permissions
 
 
 @admin.register(Spectrum)
-class SpectrumAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class SpectrumAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg]
+    scope_through = THROUGH[Spectrum]
     list_display = ["layer", "network", "basis", "image_set", "sampling", "alpha_shown",
                     "criterion", "participation_ratio", "energy", "computed_at"]  # fmt: skip
     list_filter = ["layer__network", "image_set", "sampling"]
@@ -91,12 +95,13 @@ class SpectrumAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def network_view(self, request: HttpRequest) -> HttpResponse:
         """α, participation ratio and energy against depth for the networks chosen."""
         ids = [int(i) for i in request.GET.getlist("network") if i.isdigit()]
-        rows = list(spectra.spectra_of().filter(layer__network_id__in=ids)) if ids else []
+        shown = visible_rows(spectra.spectra_of(), request.user)
+        rows = list(shown.filter(layer__network_id__in=ids)) if ids else []
         plots = {name: spectra_plots.depth_figure(rows, name) for name in spectra_plots.METRICS}
         context = {
             **self.admin_site.each_context(request),
             "title": "Spectra against depth",
-            "networks": Network.objects.order_by("name"), "chosen": ids,
+            "networks": access.visible_networks(request.user).order_by("name"), "chosen": ids,
             "plots": {k: mark_safe(v) for k, v in spectra_plots.svgs(plots).items()},  # noqa: S308
             "rows": [spectra.spectrum_summary(r) for r in rows],
             "csv_url": reverse("admin:atlas_spectrum_csv") + "?" + request.GET.urlencode(),
@@ -105,7 +110,7 @@ class SpectrumAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def csv_view(self, request: HttpRequest) -> HttpResponse:
         ids = [int(i) for i in request.GET.getlist("network") if i.isdigit()]
-        rows = spectra.spectra_of()
+        rows = visible_rows(spectra.spectra_of(), request.user)
         if ids:
             rows = rows.filter(layer__network_id__in=ids)
         response = HttpResponse(spectra.spectra_csv(rows), content_type="text/csv")
@@ -114,7 +119,7 @@ class SpectrumAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def compute_view(self, request: HttpRequest) -> HttpResponse:
         """Choose layers (and bases), an image set and the sampling; queue one Job."""
-        form = ComputeSpectraForm(request.POST or None)
+        form = ComputeSpectraForm(request.POST or None, user=request.user)
         if request.method == "POST" and form.is_valid():
             try:
                 job = spectra.do_queue_spectra(form.params(), request.user)
@@ -147,6 +152,18 @@ class ComputeSpectraForm(forms.Form):
     )
     path = forms.ChoiceField(choices=[(k, k) for k in (*spectra.PATH_KINDS, "none")])
     path_steps = forms.IntegerField(min_value=3, initial=128)
+
+    def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
+        """Only the layers, unit sets and image sets the researcher may see are offered."""
+        super().__init__(*args, **kwargs)
+        for name, scope in (
+            ("layers", access.visible_layers),
+            ("unit_sets", access.visible_unit_sets),
+            ("image_set", access.visible_image_sets),
+        ):
+            field = self.fields[name]
+            assert isinstance(field, forms.ModelChoiceField)
+            field.queryset = field.queryset.filter(pk__in=scope(user).values("pk"))  # type: ignore[union-attr]
 
     def params(self) -> dict[str, Any]:
         data = self.cleaned_data

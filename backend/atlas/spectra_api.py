@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.atlas import spectra
+from backend.atlas.access import visible_rows
 from backend.core.errors import ApiError
 from backend.stimuli.api import JOB_SCHEMA, job_response
 from backend.studies.api import IsResearcher
@@ -35,7 +36,8 @@ def _int_filter(request: Request, name: str) -> int | None:
 
 
 def _filtered(request: Request) -> Any:
-    return spectra.spectra_of(_int_filter(request, "network"), _int_filter(request, "image_set"))
+    rows = spectra.spectra_of(_int_filter(request, "network"), _int_filter(request, "image_set"))
+    return visible_rows(rows, request.user)
 
 
 class Spectra(APIView):
@@ -61,7 +63,7 @@ class SpectrumDetail(APIView):
 
     @extend_schema(operation_id="atlas_spectrum_retrieve", responses={200: dict, 404: None})
     def get(self, request: Request, pk: int) -> Response:
-        spectrum = spectra.spectra_of().filter(pk=pk).first()
+        spectrum = visible_rows(spectra.spectra_of(), request.user).filter(pk=pk).first()
         if spectrum is None:
             raise ApiError("not_found", f"spectrum {pk} not found", status_code=404)
         return Response(

@@ -23,7 +23,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from backend.stimuli import jobkinds, queries, services
+from backend.stimuli import access, jobkinds, queries, services
+from backend.stimuli.admin_access import CatalogueScoped
 from backend.stimuli.models import (
     ExemplarSet,
     Image,
@@ -67,11 +68,13 @@ class LayerInline(admin.TabularInline):  # type: ignore[type-arg]
 
 
 @admin.register(Network)
-class NetworkAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class NetworkAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg]
     form = NetworkForm
-    list_display = ["name", "source", "layer_count", "created_at"]
+    list_display = ["name", "source", "layer_count", "owner", "created_at"]
     search_fields = ["name", "source"]
+    readonly_fields = ["owner"]
     inlines = [LayerInline]
+    actions = ["share"]
 
     @admin.display(description="layers")
     def layer_count(self, network: Network) -> int:
@@ -86,7 +89,7 @@ class NetworkAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Layer)
-class LayerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class LayerAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["name", "network", "shape"]
     list_filter = ["network"]
     search_fields = ["name", "network__name"]
@@ -115,11 +118,11 @@ class ImageSetForm(forms.ModelForm):  # type: ignore[type-arg]
 
 
 @admin.register(ImageSet)
-class ImageSetAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ImageSetAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg]
     form = ImageSetForm
-    list_display = ["name", "origin", "image_count", "source_count", "created_at"]
-    readonly_fields = ["report", "preview"]
-    actions = ["download_archive"]
+    list_display = ["name", "origin", "image_count", "source_count", "owner", "created_at"]
+    readonly_fields = ["owner", "report", "preview"]
+    actions = ["download_archive", "share"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         fixed = ["origin", "source", "source_rule"] if obj is not None else []
@@ -175,12 +178,12 @@ class ImageSetAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(UnitSet)
-class UnitSetAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ["name", "layer", "kind", "n_units", "ready", "reconstruction_error"]
+class UnitSetAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["name", "layer", "kind", "n_units", "ready", "reconstruction_error", "owner"]
     list_filter = ["kind", "layer__network"]
     autocomplete_fields = ["layer"]
-    readonly_fields = ["reconstruction_error", "fit_seconds", "fitted_at"]
-    actions = ["fit", "compute_exemplars"]
+    readonly_fields = ["owner", "reconstruction_error", "fit_seconds", "fitted_at"]
+    actions = ["fit", "compute_exemplars", "share"]
 
     @admin.display(boolean=True)
     def ready(self, unit_set: UnitSet) -> bool:
@@ -195,9 +198,13 @@ class UnitSetAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             if not unit_set.needs_fit:
                 messages.warning(request, f"{unit_set}: {unit_set.kind} units need no fitting.")
                 continue
-            job = services.do_queue_job(
-                Job.Kind.FIT_UNIT_SET, {"unit_set": unit_set.pk}, request.user
-            )
+            try:
+                job = services.do_queue_job(
+                    Job.Kind.FIT_UNIT_SET, {"unit_set": unit_set.pk}, request.user
+                )
+            except ValidationError as err:
+                messages.error(request, f"{unit_set}: {' '.join(err.messages)}")
+                continue
             messages.info(request, f"{unit_set}: fitting queued as job #{job.pk}.")
 
     @admin.action(description="Compute exemplars (one streaming pass per network and image set)")
@@ -212,7 +219,7 @@ class UnitSetAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Unit)
-class UnitAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class UnitAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg]
     """A unit's page is for looking: its feature visualizations first, then its exemplars, then
     its activation statistics as a table. Units come from their unit set: nothing to change or
     delete here (the list's actions queue jobs for the selected units)."""
@@ -239,6 +246,13 @@ class UnitAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: Any = None) -> Any:
+        """The unit, with who looks at it: its page shows exemplars and descriptions only over
+        the image sets the viewer may see (a shared unit set's may be computed on anyone's)."""
+        unit = super().get_object(request, object_id, from_field)
+        unit.viewer = request.user
+        return unit
 
     @admin.action(description="Render feature visualizations (Lucent defaults, min and max)")
     def render_lucent(self, request: HttpRequest, queryset: QuerySet[Unit]) -> None:
@@ -269,7 +283,11 @@ class UnitAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.display(description="exemplars")
     def exemplars(self, unit: Unit) -> SafeString:
-        sections = [exemplar_set_html(es) for es in unit.exemplar_sets.select_related("image_set")]
+        exemplar_sets = unit.exemplar_sets.select_related("image_set")
+        viewer = getattr(unit, "viewer", None)
+        if viewer is not None:
+            exemplar_sets = exemplar_sets.filter(image_set__in=access.visible_image_sets(viewer))
+        sections = [exemplar_set_html(es) for es in exemplar_sets]
         return format_html_join("", "{}", ((s,) for s in sections)) or format_html(
             "<p>No exemplars yet: run “Compute exemplars” on the unit set.</p>"
         )
@@ -301,7 +319,7 @@ class UnitAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def descriptions(self, unit: Unit) -> SafeString:
         from backend.atlas.descriptions import description_html
 
-        return description_html(unit)
+        return description_html(unit, getattr(unit, "viewer", None))
 
     @admin.display(description="statistics")
     def activation_stats(self, unit: Unit) -> SafeString:
@@ -368,7 +386,7 @@ def image_grid(items: Any) -> SafeString:
 
 
 @admin.register(Image)
-class ImageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ImageAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["sha256", "kind", "width", "height", "created_at"]
     list_filter = ["kind"]
     search_fields = ["sha256"]
@@ -382,7 +400,8 @@ class ImageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Visualization)
-class VisualizationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class VisualizationAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg]
+    scope_through = {"unit": Unit}
     list_display = [
         "unit",
         "method",

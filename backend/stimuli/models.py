@@ -27,6 +27,14 @@ class Network(models.Model):
             "or torchscript:PATH (paths on the worker machines)"
         ),
     )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="blank: the shared catalogue (seen by all, changed by superusers)",
+    )
     description = models.TextField(blank=True)
     preprocess = models.JSONField(default=dict, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -107,6 +115,14 @@ class ImageSet(models.Model):
     )
     images: models.ManyToManyField[Image, ImageSetMember] = models.ManyToManyField(
         Image, through="ImageSetMember", related_name="image_sets"
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="blank: the shared catalogue (seen by all, changed by superusers)",
     )
     import_report = models.JSONField(default=dict, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -190,6 +206,14 @@ class UnitSet(models.Model):
         null=True,
         blank=True,
         help_text="the image set dictionaries and PCA are fitted on",
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="blank: the shared catalogue (seen by all, changed by superusers)",
     )
     state_file = models.FileField(max_length=200, blank=True, editable=False)
     reconstruction_error = models.FloatField(null=True, blank=True, editable=False)

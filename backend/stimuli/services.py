@@ -266,9 +266,13 @@ def do_queue_job(
     send the shards as one Celery group once the rows are committed (unless `send` is off: the
     caller then runs it here, `worker.tasks.run_job_here`).
 
-    Raises ValidationError, queueing nothing, for parameters the kind cannot run.
+    Raises ValidationError, queueing nothing, for parameters the kind cannot run, or that name
+    a catalogue item the researcher may not see (or change, for a kind that changes it).
     """
+    from backend.stimuli import access
+
     job_kind = jobkinds.kind_of(kind)
+    access.check_job_params(user, kind, params)
     plans = job_kind.plan(params)
     created_by = user if isinstance(user, User) else None
     now = timezone.now()

@@ -28,11 +28,17 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from backend.participation.pilots import preview_participant_id
+from backend.stimuli import access
 from backend.studies import builder, links, permissions, presets, readiness, services
 from backend.studies.models import Condition, PracticeTrial, Study, TaskList, Trial
 
 # Long links wrap rather than widen the page.
 WRAP = "white-space:pre-wrap;word-break:break-all;max-width:60em"
+CATALOGUE_PICKERS = {
+    "unit_sets": access.visible_unit_sets,
+    "catch_units": access.visible_units,
+    "image_set": access.visible_image_sets,
+}
 ACTIONS = ("build", "queue_missing", "pilot", "edit", "launch", "pause", "close", "clone")
 
 
@@ -54,6 +60,24 @@ class StudyForm(forms.ModelForm):  # type: ignore[type-arg]
             # The admin has already narrowed the choices to the studies the researcher may see.
             shown = excluded.queryset if excluded.queryset is not None else Study.objects.none()
             excluded.queryset = shown.exclude(pk=self.instance.pk)
+
+    def clean(self) -> dict[str, Any]:
+        """A study uses only catalogue items its owner may see (a collaborator may pick only
+        what the owner could)."""
+        cleaned: dict[str, Any] = super().clean() or {}
+        if self.instance.owner_id is None:
+            return cleaned  # a new study: the pickers already hold only the creator's items
+        held = {name: cleaned[name] for name in ("unit_sets", "catch_units") if name in cleaned}
+        try:
+            access.check_study_items(
+                self.instance.owner,
+                unit_sets=list(held.get("unit_sets") or []),
+                catch_units=list(held.get("catch_units") or []),
+            )
+        except ValidationError as err:
+            for name, messages_ in err.message_dict.items():
+                self.add_error(name, messages_)
+        return cleaned
 
     def clean_excluded_studies(self) -> Any:
         studies = self.cleaned_data.get("excluded_studies")
@@ -290,7 +314,16 @@ class StudyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         titles, and excluding one would make the start endpoint tell who took part in it."""
         if db_field.name == "excluded_studies":
             kwargs["queryset"] = permissions.visible_studies(request.user)
+        if db_field.name in CATALOGUE_PICKERS:
+            kwargs["queryset"] = CATALOGUE_PICKERS[db_field.name](request.user)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        """The catalogue pickers list only what the researcher may see (backend.stimuli.access);
+        the form then checks that the study's owner may see what is chosen."""
+        if db_field.name in CATALOGUE_PICKERS:
+            kwargs["queryset"] = CATALOGUE_PICKERS[db_field.name](request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     # --- saving ----------------------------------------------------------------------------
 

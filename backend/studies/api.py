@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from backend.core.errors import ApiError
 from backend.core.strictfields import StrictModelSerializer
+from backend.stimuli import access
 from backend.stimuli.models import UnitSet
 from backend.studies import links, presets, services
 from backend.studies import permissions as study_permissions
@@ -44,14 +45,25 @@ class ConditionSerializer(StrictModelSerializer):
                   "visualization_preset", "unit_group", "exclusion_rules"]  # fmt: skip
 
 
+class CatalogueRelatedField(serializers.PrimaryKeyRelatedField):  # type: ignore[type-arg]
+    """An id of a network, image set, unit set or unit the caller may see; any other id is
+    refused as if it did not exist (backend.stimuli.access)."""
+
+    def get_queryset(self) -> Any:
+        rows = super().get_queryset()
+        assert rows is not None, "declared with a queryset"
+        request = self.context.get("request")
+        scope = access.visible(rows.model, getattr(request, "user", None))
+        return rows if scope is None else rows.filter(pk__in=scope.values("pk"))
+
+
 class StudySerializer(StrictModelSerializer):
+    serializer_related_field = CatalogueRelatedField
     conditions = ConditionSerializer(many=True, required=False)
     apply_preset = serializers.ChoiceField(
         choices=list(presets.PRESETS), required=False, write_only=True
     )
-    unit_sets = serializers.PrimaryKeyRelatedField(
-        queryset=UnitSet.objects.all(), many=True, required=False
-    )
+    unit_sets = CatalogueRelatedField(queryset=UnitSet.objects.all(), many=True, required=False)
     collaborators: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         slug_field="username", many=True, required=False, read_only=True
     )
@@ -81,7 +93,16 @@ class StudySerializer(StrictModelSerializer):
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        """Run the model's own checks (ranges, consistency, what may change once live)."""
+        """Run the model's own checks (ranges, consistency, what may change once live), and
+        refuse catalogue items the study's owner may not see (backend.stimuli.access)."""
+        owner = self.instance.owner if self.instance is not None else self.context["request"].user
+        try:
+            access.check_study_items(
+                owner, image_set=attrs.get("image_set"),
+                unit_sets=attrs.get("unit_sets"), catch_units=attrs.get("catch_units"),
+            )  # fmt: skip
+        except ValidationError as err:
+            raise serializers.ValidationError(err.message_dict) from None
         if self.instance is None:
             return attrs  # services.do_create_study runs the same checks
         study = copy.copy(self.instance)

@@ -1,6 +1,8 @@
 """Who may see what. A study: its owner and its collaborators (and superusers); what hangs off a
 study (task lists, sessions, their participants) follows it. A job: the researcher who queued it
-(and superusers). Anyone else gets a 404 from the admin and the API, as
+(and superusers). An imported dataset: its importer's, or shared when nobody imported it (a
+command did). The catalogue (networks, image sets, unit sets) has its own helpers built on
+these: `backend.stimuli.access`. Anyone else gets a 404 from the admin and the API, as
 if the object did not exist; every admin page and endpoint goes through these helpers."""
 
 from __future__ import annotations
@@ -46,6 +48,19 @@ def visible_jobs(user: Any) -> QuerySet[Any]:
     from backend.stimuli.models import Job
 
     return _own(user, Job.objects.all(), "created_by")
+
+
+def visible_imported_datasets(user: Any) -> QuerySet[Any]:
+    """Imported trial files a researcher may see and compare with: their own, and the shared
+    ones (no importer: loaded by `manage.py import_trials`, e.g. a published study's data);
+    superusers: all."""
+    from backend.analysis.models import ImportedDataset
+
+    if not user.is_authenticated or not user.is_active:
+        return ImportedDataset.objects.none()
+    if user.is_superuser:
+        return ImportedDataset.objects.all()
+    return ImportedDataset.objects.filter(Q(imported_by=None) | Q(imported_by=user))
 
 
 def can_see(user: Any, study: Study) -> bool:

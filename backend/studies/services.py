@@ -95,9 +95,25 @@ def do_set_relations(study: Study, **relations: list[Any]) -> Study:
     design is frozen)."""
     if {"unit_sets", "catch_units"} & set(relations) and study.is_design_frozen:
         raise Refused(f"The study is {study.state}: its units are fixed. Clone it to change them.")
+    from backend.stimuli import access
+
+    access.check_study_items(
+        study.owner,
+        unit_sets=_added(study, "unit_sets", relations),
+        catch_units=_added(study, "catch_units", relations),
+    )
     for name, values in relations.items():
         getattr(study, name).set(values)
     return study
+
+
+def _added(study: Study, name: str, relations: dict[str, list[Any]]) -> list[Any]:
+    """The items `relations` adds to one of the study's catalogue relations (those it already
+    holds were allowed when they were set)."""
+    if name not in relations:
+        return []
+    held = set(getattr(study, name).values_list("pk", flat=True))
+    return [item for item in relations[name] if item.pk not in held]
 
 
 @transaction.atomic

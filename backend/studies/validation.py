@@ -90,7 +90,24 @@ def study_errors(study: Study) -> dict[str, str]:
         errors["completion_code"] = "Set a completion code (Prolific checks it on return)."
     if study.min_window_width < 200 or study.min_window_height < 200:
         errors["min_window_width"] = "The minimum window must be at least 200 × 200 pixels."
+    errors.update(catalogue_errors(study))
     return errors
+
+
+def catalogue_errors(study: Study) -> dict[str, str]:
+    """A study's image set must be one its owner may see (backend.stimuli.access); the unit
+    sets and catch units are checked where they are set (`services.do_set_relations`)."""
+    from django.core.exceptions import ValidationError
+
+    from backend.stimuli import access
+
+    if study.owner_id is None or study.image_set_id is None:
+        return {}
+    try:
+        access.check_study_items(study.owner, image_set=study.image_set)
+    except ValidationError as err:
+        return {name: " ".join(messages) for name, messages in err.message_dict.items()}
+    return {}
 
 
 def block_schedule_error(schedule: Any) -> str | None:
