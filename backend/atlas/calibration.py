@@ -95,8 +95,9 @@ def mis_agreement(observer: Observer, rows: list[dict[str, Any]]) -> dict[str, A
     ).values_list("unit_id", "value")
     mis = {unit: float(value) for unit, value in measures if value is not None}
     units = sorted(u for u in by_unit if u in mis)
-    human = [sum(by_unit[u]) / len(by_unit[u]) for u in units]
-    result = spearman_with_ci(human, [mis[u] for u in units], n_boot=1000)
+    human: list[float | None] = [sum(by_unit[u]) / len(by_unit[u]) for u in units]
+    values: list[float | None] = [mis[u] for u in units]
+    result = spearman_with_ci(human, values, n_boot=1000)
     return {"spearman": result.statistic, "ci": [result.low, result.high], "units": result.n}
 
 

@@ -112,7 +112,7 @@ def calibrate_dataset(
     sims, rows_of = embeddings.gram(sorted(needed), observer.similarity)
     sims = sims.numpy()
     config = analysis.ObserverConfig(alpha=observer.alpha, similarity=observer.similarity)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for trial in trials:
         if any(i not in rows_of for i in [*trial.queries, *trial.references_max,
                                           *trial.references_min]):  # fmt: skip
@@ -151,19 +151,22 @@ def mis_agreement(observer: Observer, rows: list[dict[str, Any]]) -> dict[str, A
     for row in rows:
         by_unit[row["unit"]].append(bool(row["correct"]))
     names = {name for name, _ in by_unit}
-    units = {
+    units: dict[tuple[str, int | None], int] = {
         (name, index): pk
         for pk, name, index in Unit.objects.filter(unit_set__name__in=names).values_list(
             "pk", "unit_set__name", "index"
         )
     }
-    mis = dict(
-        Measure.objects.filter(
+    mis: dict[int, float] = {
+        unit: float(value)
+        for unit, value in Measure.objects.filter(
             name=observer.measure_name, unit_id__in=units.values(), value__isnull=False
         ).values_list("unit_id", "value")
-    )
-    matched = sorted(k for k in by_unit if units.get(k) in mis)
-    human = [sum(by_unit[k]) / len(by_unit[k]) for k in matched]
-    result = spearman_with_ci(human, [mis[units[k]] for k in matched], n_boot=1000)
+        if value is not None
+    }
+    matched = sorted((k for k in by_unit if units.get(k, -1) in mis), key=str)
+    human: list[float | None] = [sum(by_unit[k]) / len(by_unit[k]) for k in matched]
+    values: list[float | None] = [mis[units[k]] for k in matched]
+    result = spearman_with_ci(human, values, n_boot=1000)
     return {"spearman": result.statistic, "ci": [result.low, result.high], "units": result.n,
             "unmatched_units": len(by_unit) - len(matched)}  # fmt: skip

@@ -179,8 +179,9 @@ def mis_scatters(observer: Observer, results: Any) -> list[dict[str, Any]]:
             by_condition.setdefault(line.condition, []).append((value, line.accuracy, label))
     scatters = []
     for condition, points in sorted(by_condition.items()):
-        xs, ys = [p[0] for p in points], [p[1] for p in points]
-        rho = spearman_with_ci(xs, ys, n_boot=SCATTER_RESAMPLES)  # type: ignore[arg-type]
+        xs: list[float | None] = [p[0] for p in points]
+        ys: list[float | None] = [p[1] for p in points]
+        rho = spearman_with_ci(xs, ys, n_boot=SCATTER_RESAMPLES)
         scatters.append({"condition": condition, "units": len(points), "rho": rho,
                          "svg": scatter_svg(points, f"MIS ({observer.name})",
                                             "human accuracy")})  # fmt: skip
@@ -233,7 +234,9 @@ OBSERVER_COLUMNS = (
 )  # fmt: skip
 
 
-def export_with_observer(request: HttpRequest, observer_id: int, study_id: int) -> HttpResponse:
+def export_with_observer(
+    request: HttpRequest, observer_id: int, study_id: int
+) -> StreamingHttpResponse:
     """The study's human export (the same rows and columns as export.csv) with the observer's
     columns appended: its answer to the very trial of each row, and the row's unit's MIS."""
     if not permissions.is_researcher(request.user):

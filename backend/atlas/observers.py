@@ -152,8 +152,9 @@ def _dataset(params: dict[str, Any]) -> Any:
     from backend.analysis.models import ImportedDataset
 
     value = params.get("dataset")
-    valid = isinstance(value, int) and not isinstance(value, bool)
-    dataset = ImportedDataset.objects.filter(pk=value).first() if valid else None
+    dataset = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        dataset = ImportedDataset.objects.filter(pk=value).first()
     if dataset is None:
         raise ValidationError(f"imported dataset {value!r} does not exist")
     return dataset
