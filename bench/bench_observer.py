@@ -38,6 +38,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer images: a smoke check")
     parser.add_argument("--images", type=int, default=400)
+    parser.add_argument(
+        "--demo", action="store_true", help="the demo's own image set (crops of 42 photos)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.images = 120
@@ -62,9 +65,9 @@ def bench_environment() -> dict[str, str]:
     }
 
 
-def demo_stimuli(n_images: int) -> list[Any]:
-    """The demo's network and unit sets over `n_images` generated images, fitted, with
-    exemplars (in this process; not timed)."""
+def demo_stimuli(n_images: int, demo_set: bool = False) -> list[Any]:
+    """The demo's network and unit sets over `n_images` generated images (`demo_set`: the
+    demo's own crops of its 42 photos), fitted, with exemplars (in this process; not timed)."""
     from bench_shards import generated_jpeg
 
     from backend.stimuli import demo, services
@@ -74,8 +77,9 @@ def demo_stimuli(n_images: int) -> list[Any]:
 
     network = services.do_create_network(*demo.NETWORK)
     image_set = ImageSet.objects.create(name=demo.IMAGE_SET, origin=ImageSet.Origin.DEMO)
-    candidates = (imagesets.ImageCandidate(f"{i}.jpg", None, generated_jpeg(i))
-                  for i in range(n_images))  # fmt: skip
+    candidates = imagesets.demo_images() if demo_set else (
+        imagesets.ImageCandidate(f"{i}.jpg", None, generated_jpeg(i)) for i in range(n_images)
+    )  # fmt: skip
     services.do_import_images(image_set, candidates, imagesets.ImportReport())
     unit_sets = [demo.ensure_unit_set(network, image_set, spec) for spec in demo.UNIT_SETS]
     for unit_set in unit_sets:
@@ -93,7 +97,7 @@ def demo_stimuli(n_images: int) -> list[Any]:
 def mis_rows(unit_sets: list[Any]) -> list[str]:
     import math
 
-    from backend.atlas import observers
+    from backend.atlas import observer_work, observers
     from backend.atlas.models import ObserverEmbedding
     from backend.stimuli.models import ExemplarSet, Image, Network
     from backend.stimuli.work import load_network
@@ -104,8 +108,7 @@ def mis_rows(unit_sets: list[Any]) -> list[str]:
     observer = observers.default_observer(Network.objects.get(name="lite0"))
     network = load_network(observer.network)
     exemplar_sets = list(ExemplarSet.objects.filter(unit__unit_set__in=unit_sets))
-    n_images = exemplar_sets[0].image_set.members.count()
-    pool = math.ceil(0.25 * n_images)
+    pool = math.ceil(0.25 * observer_work.pool_base(exemplar_sets[0]))
     distinct = sorted(
         {int(e["image"]) for x in exemplar_sets for e in x.top[:pool] + x.bottom[:pool]}
     )
@@ -172,13 +175,15 @@ def main() -> None:
 
     machine = platform.processor() or platform.machine()
     threads = torch.get_num_threads()
+    images = "the demo's image set" if args.demo else f"{args.images} generated images"
     print(f"# {machine}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads, "
-          f"{args.images} images")  # fmt: skip
-    unit_sets = demo_stimuli(args.images)
+          f"{images}; load average {os.getloadavg()}")  # fmt: skip
+    unit_sets = demo_stimuli(args.images, args.demo)
     print("\n## MIS of every unit against the embedding floor\n")
     print("\n".join(mis_rows(unit_sets)), flush=True)
     print("\n## The machine pilot of the demo study\n")
     print("\n".join(pilot_rows(unit_sets)), flush=True)
+    print(f"\nload average at the end: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

@@ -88,6 +88,22 @@ class ObserverAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg
             request, object_id, form_url, {**(extra_context or {}), "pilots": pilots}
         )
 
+    def get_urls(self) -> list[Any]:
+        """The study page's "Run the machine observer" and the export with its columns
+        (backend/atlas/observer_pages.py)."""
+        from django.urls import path
+
+        from backend.atlas import observer_pages
+
+        view = self.admin_site.admin_view
+        return [
+            path("pilot-study/<int:study_id>/", view(observer_pages.run_pilot),
+                 name="atlas_observer_pilot_study"),
+            path("<int:observer_id>/study/<int:study_id>/responses.csv",
+                 view(observer_pages.export_with_observer), name="atlas_observer_study_export"),
+            *super().get_urls(),
+        ]  # fmt: skip
+
 
 def pilot_tables(observer: Observer, user: Any) -> list[dict[str, Any]]:
     """Each piloted study the viewer may see: predicted accuracy per condition, with flags."""

@@ -83,8 +83,9 @@ def per_condition(rows: list[dict[str, Any]], alpha: float) -> dict[str, dict[st
 
 
 def mis_agreement(observer: Observer, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Spearman between each unit's human accuracy and its MIS under this observer."""
-    from worker.analyses import observer as analysis
+    """Spearman (with its percentile bootstrap CI over units) between each unit's human accuracy
+    and its MIS under this observer."""
+    from backend.atlas.compare import spearman_with_ci
 
     by_unit: dict[int, list[bool]] = defaultdict(list)
     for row in rows:
@@ -94,9 +95,10 @@ def mis_agreement(observer: Observer, rows: list[dict[str, Any]]) -> dict[str, A
     ).values_list("unit_id", "value")
     mis = {unit: float(value) for unit, value in measures if value is not None}
     units = sorted(u for u in by_unit if u in mis)
-    human = [sum(by_unit[u]) / len(by_unit[u]) for u in units]
-    result = analysis.spearman(human, [mis[u] for u in units])
-    return {"spearman": result.statistic, "units": result.n}
+    human: list[float | None] = [sum(by_unit[u]) / len(by_unit[u]) for u in units]
+    values: list[float | None] = [mis[u] for u in units]
+    result = spearman_with_ci(human, values, n_boot=1000)
+    return {"spearman": result.statistic, "ci": [result.low, result.high], "units": result.n}
 
 
 def _sigmoid(x: float) -> float:

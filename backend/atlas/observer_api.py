@@ -7,7 +7,8 @@
 - `POST observers/<id>/pilot` runs the machine pilot of a built study the caller may see;
   `GET observers/<id>/pilot/<study id>` its predicted accuracy and flags, `.../<study id>.csv`
   one row per trial;
-- `POST observers/<id>/calibrate` fits α to the study's valid human responses.
+- `POST observers/<id>/calibrate` fits α to the study's valid human responses (`{"study": id}`)
+  or to an imported dataset's trials (`{"dataset": id}`).
 
 Views that queue answer 202 with the Job (`jobs/<id>/` follows it); bad input is a 400 that
 queues nothing; a study the caller may not see is a 404.
@@ -187,4 +188,22 @@ class ObserverCalibrate(APIView):
     def post(self, request: Request, pk: int) -> Response:
         observer = observer_or_404(request, pk)
         study = study_or_404(request, body(request).get("study"))
+        observer = observer_or_404(pk)
+        data = body(request)
+        if "dataset" in data:  # imported datasets are shared by every researcher
+            dataset = dataset_or_404(data["dataset"])
+            return queued(
+                observers.do_queue_calibration, observer, None, request.user, dataset=dataset
+            )
+        study = study_or_404(request, data.get("study"))
         return queued(observers.do_queue_calibration, observer, study, request.user)
+
+
+def dataset_or_404(value: Any) -> Any:
+    from backend.analysis.models import ImportedDataset
+
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    dataset = ImportedDataset.objects.filter(pk=value).first() if ok else None
+    if dataset is None:
+        raise ApiError("not_found", f"imported dataset {value!r} not found", status_code=404)
+    return dataset

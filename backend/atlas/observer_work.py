@@ -291,13 +291,36 @@ def calibration_shard(job: Job, shard: Shard, progress: ProgressReporter) -> Sha
     """Fit α to the study's trial-level human responses; report the agreement."""
     from backend.atlas import calibration
 
-    observer = Observer.objects.get(pk=job.params["observer"])
-    report = calibration.calibrate(observer, int(job.params["study"]))
+    observer = Observer.objects.select_related("network").get(pk=job.params["observer"])
+    if "dataset" in shard.covers:
+        report = imported_calibration(job, observer, int(shard.covers["dataset"]), progress)
+        embeddings_save = report.pop("_save")
+    else:
+        report = calibration.calibrate(observer, int(job.params["study"]))
+        embeddings_save = None
 
     def save() -> None:
+        if embeddings_save is not None:
+            embeddings_save()
         calibration.do_save_calibration(observer, report)
 
     return ShardOutput(report, save=save)
+
+
+def imported_calibration(
+    job: Job, observer: Observer, dataset_id: int, progress: ProgressReporter
+) -> dict[str, Any]:
+    """The imported dataset's report (`observer_imported`), embedding its images once; `_save`
+    keeps the new embeddings with the shard."""
+    from backend.analysis.models import ImportedDataset
+    from backend.atlas import observer_imported
+
+    embeddings = Embeddings(observer)
+    dataset = ImportedDataset.objects.get(pk=dataset_id)
+    report = observer_imported.calibrate_dataset(
+        observer, dataset, embeddings, lambda ids: embeddings.ensure(ids, job, progress)
+    )
+    return {**report, "embedded": embeddings.embedded, "_save": embeddings.save}
 
 
 def calibration_report(job: Job, shards: list[Shard], progress: ProgressReporter) -> ShardOutput:

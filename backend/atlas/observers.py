@@ -135,12 +135,29 @@ def plan_pilot(params: dict[str, Any]) -> list[ShardPlan]:
 
 
 def plan_calibration(params: dict[str, Any]) -> list[ShardPlan]:
-    """One shard: a fit over a study's responses is seconds."""
+    """One shard: a fit over a study's responses (or an imported dataset's trials) is seconds."""
     observer = _observer(params)
+    if "dataset" in params:
+        dataset = _dataset(params)
+        if not dataset.responses.exists():
+            raise ValidationError(f"dataset {dataset} has no trials")
+        return [ShardPlan({"dataset": dataset.pk})]
     study = _study(params)
     if not ObserverAnswer.objects.filter(observer=observer, trial__task_list__study=study).exists():
         raise ValidationError(f"run the machine pilot of {study.slug} with {observer} first")
     return [ShardPlan({"study": study.pk})]
+
+
+def _dataset(params: dict[str, Any]) -> Any:
+    from backend.analysis.models import ImportedDataset
+
+    value = params.get("dataset")
+    dataset = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        dataset = ImportedDataset.objects.filter(pk=value).first()
+    if dataset is None:
+        raise ValidationError(f"imported dataset {value!r} does not exist")
+    return dataset
 
 
 def _study(params: dict[str, Any]) -> Study:
@@ -179,9 +196,15 @@ def do_queue_pilot(
 
 
 def do_queue_calibration(
-    observer: Observer, study: Study, user: Any = None, send: bool = True
-) -> Job:
-    params = {"observer": observer.pk, "study": study.pk}
+    observer: Observer, study: Study | None = None, user: Any = None, send: bool = True,
+    dataset: Any = None,
+) -> Job:  # fmt: skip
+    """Calibrate against a study's human data, or an imported dataset's (`dataset`)."""
+    params: dict[str, Any] = {"observer": observer.pk}
+    if dataset is not None:
+        params["dataset"] = dataset.pk
+    else:
+        params["study"] = study.pk if study is not None else None
     return services.do_queue_job(CALIBRATION_KIND, params, user, send)
 
 
@@ -205,6 +228,7 @@ def pilot_summary(observer: Observer, study: Study) -> dict[str, Any]:
         groups["condition"][trial.condition.name].append(answer)
         groups["layer"][trial.unit.unit_set.layer.name].append(answer)
         groups["unit_set"][trial.unit.unit_set.name].append(answer)
+        groups["basis"][trial.unit.unit_set.kind].append(answer)
         groups["unit"][f"{trial.unit.unit_set.name}:{trial.unit.index}"].append(answer)
     summary = {
         kind: {name: accuracy(members) for name, members in sorted(by_name.items())}
@@ -214,10 +238,13 @@ def pilot_summary(observer: Observer, study: Study) -> dict[str, Any]:
         "observer": observer.name,
         "alpha": observer.alpha,
         "trials": len(answers),
-        **{kind: summary.get(kind, {}) for kind in ("condition", "layer", "unit_set", "unit")},
+        **{kind: summary.get(kind, {}) for kind in GROUPINGS},
         "catch": summary.get("catch", {}).get("catch"),
         "flags": design_flags(summary.get("condition", {})),
     }
+
+
+GROUPINGS = ("condition", "layer", "basis", "unit_set", "unit")  # a pilot summary's tables
 
 
 def accuracy(answers: list[ObserverAnswer]) -> dict[str, Any]:
