@@ -31,7 +31,7 @@ from django.shortcuts import redirect, render
 from django.urls import URLPattern, path, reverse
 from django.utils.text import slugify
 
-from backend.analysis import design, plots, progress, services
+from backend.analysis import descriptions, design, plots, progress, services
 from backend.analysis.dashboard import (
     ACCURACY_TABLES,
     Compared,
@@ -105,6 +105,11 @@ def dashboard(request: HttpRequest, study_id: int) -> HttpResponse:
         "compared_figures": [figure for figure, _ in ACCURACY_TABLES],
         "refresh_ms": int(REFRESH_SECONDS * 1000),
         "code_density": spectra.layer_code_density(results.by_layer),  # the atlas's spectra
+        # description_choice studies: words against exemplars (docs/descriptions.md)
+        "description_comparison": descriptions.study_comparison(
+            study, version, include_excluded=everyone
+        ),
+        "description_kinds": descriptions.KINDS,
     }
     return render(request, "analysis/dashboard.html", context)
 
