@@ -33,7 +33,6 @@ from backend.analysis.tidy import (
     LIST_COLUMNS,
     LIST_SEPARATOR,
     OPTIONAL_COLUMNS,
-    TRIAL_TEXT_COLUMNS,
     ResponseRow,
 )
 from backend.core import csvcells
@@ -160,7 +159,7 @@ def iter_parquet(
     parquet_file = pq.ParquetFile(source)
     present = set(parquet_file.schema_arrow.names)
     lacking = [column for column in COLUMNS if column not in present]
-    required = [column for column in lacking if column not in OPTIONAL_COLUMNS | TRIAL_TEXT_COLUMNS]
+    required = [column for column in lacking if column not in OPTIONAL_COLUMNS]
     if required:
         raise ValueError(f"The Parquet file lacks the column(s) {', '.join(required)}.")
     columns = [column for column in COLUMNS if column in present]
@@ -173,7 +172,7 @@ def _row_from_arrow(record: dict[str, Any], lacking: list[str]) -> ResponseRow:
     for column in LIST_COLUMNS:
         record[column] = tuple(record[column] or ())
     for column in lacking:
-        record[column] = "" if column in TRIAL_TEXT_COLUMNS else None
+        record[column] = None
     return ResponseRow(**record)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from backend.analysis.models import ImportedDataset, ImportedResponse
-from backend.analysis.tidy import COLUMNS, PSYLENS_SOURCE, TRIAL_TEXT_COLUMNS, ResponseRow
+from backend.analysis.tidy import COLUMNS, PSYLENS_SOURCE, ResponseRow
 from backend.participation.models import PracticeResponse, Response, Session
 from backend.stimuli.models import Image
 from backend.studies.models import Study
@@ -33,7 +33,7 @@ RESPONSE_FIELDS = (
     "trial__condition__name", "trial__unit__index", "trial__unit__unit_set__name",
     "trial__unit__unit_set__kind", "trial__unit__unit_set__layer__name",
     "trial__unit__unit_set__layer__network__source", "trial__block",
-    "raw__load_ms", "raw__image_retries", "trial__kind", "trial__description",
+    "raw__load_ms", "raw__image_retries",
 )  # fmt: skip
 PRACTICE_FIELDS = (
     "session_id", "practice_index", "choice", "confidence", "rt_ms", "correct",
@@ -43,7 +43,7 @@ PRACTICE_FIELDS = (
     "practice_trial__unit__index", "practice_trial__unit__unit_set__name",
     "practice_trial__unit__unit_set__kind", "practice_trial__unit__unit_set__layer__name",
     "practice_trial__unit__unit_set__layer__network__source",
-    "raw__load_ms", "raw__image_retries", "practice_trial__kind", "practice_trial__description",
+    "raw__load_ms", "raw__image_retries",
 )  # fmt: skip
 
 
@@ -121,8 +121,7 @@ def _row(
      queries, references_min, references_max, condition, unit_index, unit_set, basis, layer,
      network) = record[:19]  # fmt: skip
     block = None if practice else record[19]
-    # From the raw data the page sent (absent: older pages), then what the trial showed.
-    load_ms, retries, kind, description = record[-4:]
+    load_ms, retries = record[-2:]  # from the raw data the page sent (absent: older pages)
     return ResponseRow(
         study=slug,
         condition=condition or "",
@@ -153,8 +152,6 @@ def _row(
         source=PSYLENS_SOURCE,
         image_load_ms=_number(load_ms),
         image_retries=_whole(retries),
-        paradigm=kind or "",
-        description=description or "",
     )
 
 
@@ -188,9 +185,7 @@ class ImageNames:
 
 # --- imported datasets ---------------------------------------------------------------------
 
-# An imported dataset keeps every column but the trial's paradigm and words (ImportedResponse
-# has no field for them): its rows read them as "".
-IMPORTED_FIELDS = tuple(column for column in COLUMNS if column not in TRIAL_TEXT_COLUMNS)
+IMPORTED_FIELDS = tuple(COLUMNS)
 
 
 def imported_rows(dataset: ImportedDataset) -> Iterator[ResponseRow]:
@@ -216,7 +211,7 @@ def imported_response(
     dataset: ImportedDataset, position: int, row: ResponseRow
 ) -> ImportedResponse:
     """The model row for one tidy row (not saved)."""
-    values: dict[str, Any] = {column: getattr(row, column) for column in IMPORTED_FIELDS}
+    values: dict[str, Any] = {column: getattr(row, column) for column in COLUMNS}
     for column in ("query_images", "reference_images", "exclusion_reasons"):
         values[column] = list(values[column])
     return ImportedResponse(dataset=dataset, position=position, **values)

@@ -52,10 +52,6 @@ class ResponseRow:
     # wait before it appeared, and the failed loads fetched again; None where not recorded.
     image_load_ms: float | None = None
     image_retries: int | None = None
-    # What kind of trial it was (reference_choice, occlusion_choice, description_choice) and
-    # the unit's description it showed ("" where none: docs/descriptions.md); "" for imports.
-    paradigm: str = ""
-    description: str = ""
 
 
 COLUMNS: tuple[str, ...] = tuple(field.name for field in fields(ResponseRow))
@@ -68,8 +64,6 @@ FLOAT_COLUMNS: frozenset[str] = frozenset({"rt_ms", "image_load_ms"})
 DATETIME_COLUMNS: frozenset[str] = frozenset(
     {"client_started_at", "client_answered_at", "server_received_at"}
 )
-# Text columns an older export or an imported dataset may lack: they read as "".
-TRIAL_TEXT_COLUMNS: frozenset[str] = frozenset({"paradigm", "description"})
 OPTIONAL_COLUMNS: frozenset[str] = frozenset(
     {"unit_index", "block", "choice", "confidence", "rt_ms", "image_load_ms", "image_retries"}
     | DATETIME_COLUMNS

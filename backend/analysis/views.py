@@ -31,7 +31,7 @@ from django.shortcuts import redirect, render
 from django.urls import URLPattern, path, reverse
 from django.utils.text import slugify
 
-from backend.analysis import descriptions, design, plots, progress, services
+from backend.analysis import descriptions, design, plots, progress, services, trial_export
 from backend.analysis.dashboard import (
     ACCURACY_TABLES,
     Compared,
@@ -180,6 +180,13 @@ def submissions_response(study: Study, valid: bool) -> HttpResponse:
     return response
 
 
+def trials_response(study: Study) -> StreamingHttpResponse:
+    """Each trial's paradigm and the words it showed (trial_export.py)."""
+    response = StreamingHttpResponse(trial_export.iter_trials_csv(study), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{study.slug}-trials.csv"'
+    return response
+
+
 def export(kind: str) -> Callable[[HttpRequest, int], HttpResponseBase]:
     makers: dict[str, Callable[[Study], HttpResponseBase]] = {
         "csv": csv_response,
@@ -187,6 +194,7 @@ def export(kind: str) -> Callable[[HttpRequest, int], HttpResponseBase]:
         "design": design_response,
         "approve": lambda study: submissions_response(study, valid=True),
         "reject": lambda study: submissions_response(study, valid=False),
+        "trials": trials_response,
     }
 
     def view(request: HttpRequest, study_id: int) -> HttpResponseBase:
@@ -305,6 +313,7 @@ def urlpatterns() -> list[URLPattern]:
         path(base + "export.csv", _admin(export("csv")), name="analysis-export-csv"),
         path(base + "export.parquet", _admin(export("parquet")), name="analysis-export-parquet"),
         path(base + "design.json", _admin(export("design")), name="analysis-design"),
+        path(base + "trials.csv", _admin(export("trials")), name="analysis-export-trials"),
         path(base + "approve.csv", _admin(export("approve")), name="analysis-approve"),
         path(base + "return-or-reject.csv", _admin(export("reject")), name="analysis-reject"),
         path(base + "exclude/", _admin(exclude), name="analysis-exclude"),

@@ -1,5 +1,5 @@
-"""A description_choice study's results: the export carries each trial's paradigm and the words
-it showed, and the dashboard compares the description conditions with the exemplar condition
+"""A description_choice study's results: the trial export carries each trial's paradigm and the
+words it showed, and the dashboard compares the description conditions with the exemplar condition
 per layer and per unit (backend/analysis/descriptions.py, docs/descriptions.md)."""
 
 from __future__ import annotations
@@ -7,18 +7,14 @@ from __future__ import annotations
 import csv
 import io
 import re
-from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
 from backend.analysis import descriptions
-from backend.analysis.exports import iter_parquet, write_parquet
-from backend.analysis.rows import study_rows
-from backend.analysis.tidy import COLUMNS
+from backend.analysis.trial_export import TRIAL_COLUMNS
 from backend.participation.models import Response
 from backend.studies import services
 from backend.studies.models import Study, Trial
@@ -53,42 +49,48 @@ def answered(owner: User) -> Study:
     return study
 
 
-def test_the_export_carries_each_trial_s_paradigm_and_words(
+def test_the_trial_export_carries_each_trial_s_paradigm_and_words(
     client: Client, owner: User, answered: Study
 ) -> None:
     client.force_login(owner)
-    url = f"/admin/studies/study/{answered.pk}/results/export.csv"
-    response = client.get(url)
-    assert response.status_code == 200
-    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert tuple(rows[0]) == COLUMNS and rows
-    trials = {
-        (f"tl-{t.task_list.index}", t.index): t
-        for t in Trial.objects.filter(task_list__study=answered).select_related("task_list")
-    }
+    response = client.get(f"/admin/studies/study/{answered.pk}/results/trials.csv")
+    assert response.status_code == 200 and response.streaming
+    text = b"".join(response.streaming_content).decode()
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert tuple(rows[0]) == TRIAL_COLUMNS
+    trials = Trial.objects.filter(task_list__study=answered).select_related("task_list", "unit")
+    assert len(rows) == trials.count()
+    by_key = {(f"tl-{t.task_list.index}", t.index): t for t in trials}
     for row in rows:
-        trial = trials[(row["task_list"], int(row["trial_index"]))]
-        assert row["paradigm"] == trial.kind
-        assert row["description"] == trial.description
+        trial = by_key[(row["task_list"], int(row["trial_index"]))]
+        assert (row["paradigm"], row["description"]) == (trial.kind, trial.description)
+        assert row["unit"] == str(trial.unit.index) and row["condition"] == trial.condition.name
         if row["condition"] == "natural":
             assert (row["paradigm"], row["description"]) == ("reference_choice", "")
         else:
             assert row["paradigm"] == "description_choice"
             assert row["description"] == f"goldfish {row['unit']}"
+    for word in ("correct_query", "query_source"):
+        assert word not in text
 
 
-def test_the_parquet_export_keeps_the_words_and_an_older_one_reads_them_as_empty(
-    answered: Study, tmp_path: Any
+def test_the_trial_export_joins_the_response_export_and_is_formula_safe(
+    client: Client, owner: User, answered: Study
 ) -> None:
-    rows = list(study_rows(answered))
-    path = tmp_path / "export.parquet"
-    write_parquet(rows, str(path))
-    assert list(iter_parquet(str(path))) == rows
-    older = tmp_path / "older.parquet"
-    pq.write_table(pq.read_table(path).drop(["paradigm", "description"]), older)
-    read = list(iter_parquet(str(older)))
-    assert {(row.paradigm, row.description) for row in read} == {("", "")}
-    assert [row.correct for row in read] == [row.correct for row in rows]
+    Trial.objects.filter(task_list__study=answered, index=0).update(description="=HYPERLINK(1)")
+    client.force_login(owner)
+    base = f"/admin/studies/study/{answered.pk}/results/"
+    trials = list(csv.DictReader(io.StringIO(
+        b"".join(client.get(base + "trials.csv").streaming_content).decode())))  # fmt: skip
+    responses = list(csv.DictReader(io.StringIO(
+        b"".join(client.get(base + "export.csv").streaming_content).decode())))  # fmt: skip
+    keys = {(row["task_list"], row["trial_index"]): row for row in trials}
+    assert responses and all(
+        keys[(row["task_list"], row["trial_index"])]["unit"] == row["unit"] for row in responses
+    )
+    first = [row for row in trials if row["trial_index"] == "0" and row["paradigm"]]
+    described = [row for row in first if row["paradigm"] == "description_choice"]
+    assert described and {row["description"] for row in described} == {"'=HYPERLINK(1)"}
 
 
 def test_the_dashboard_compares_words_with_exemplars_per_layer_and_unit(
