@@ -211,3 +211,25 @@ def test_between_participants_each_list_has_one_condition(built: Study) -> None:
         ("natural",),
     }
     assert Condition.objects.filter(study=built, shows_description=True).count() == 2
+
+
+def test_practice_trials_of_a_description_condition_show_the_words_to_the_participant(
+    client: Client, owner: User, units: UnitSet
+) -> None:
+    describe(units)
+    study = small(factories.study(owner, "descriptions2023", units))
+    factories.practice_per_condition(study, units, 1)
+    services.do_build_task_lists(study)
+    practice = {p.condition.name: p for p in study.practice_trials.select_related("condition")}
+    assert practice["description"].kind == "description_choice"
+    assert practice["description"].description == "goldfish 0"
+    assert practice["description"].references_max == []
+    assert (practice["natural"].kind, practice["natural"].description) == ("reference_choice", "")
+    body = {"platform": {"pilot": study.pilot_token}, "browser": {"user_agent": "pytest"}}
+    started = client.post(f"/api/v1/studies/{study.slug}/sessions", json.dumps(body),
+                          content_type="application/json")  # fmt: skip
+    assert started.status_code == 201
+    (shown,) = started.json()["practice"]  # between participants: the list's own condition's
+    stored = next(p for p in practice.values() if p.kind == shown["kind"]
+                  and len(p.references_max) == len(shown["references"]["right"]))  # fmt: skip
+    assert shown.get("description", "") == stored.description
