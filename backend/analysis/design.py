@@ -30,8 +30,8 @@ STUDY_SKIPPED = {"id", "owner", "state", "pilot_token", "completion_code", "imag
                  "created_at", "updated_at", "launched_at", "built_at", "preset"}  # fmt: skip
 CONDITION_FIELDS = ("position", "name", "explanation", "n_references", "sides",
                     "query_selection", "visualization_preset", "unit_group",
-                    "exclusion_rules")  # fmt: skip
-DISPLAY_FIELDS = ("kind", "correct_query", "query_source")
+                    "exclusion_rules", "shows_description")  # fmt: skip
+DISPLAY_FIELDS = ("kind", "correct_query", "query_source", "description")
 TRIAL_FIELDS = ("index", "is_catch", "block", "response_number")
 IMAGE_LISTS = ("references_min", "references_max", "queries")
 SHOWN_MISSING = 10
@@ -311,7 +311,8 @@ def _create_trials(
     conditions = {condition.name: condition for condition in Condition.objects.filter(study=study)}
 
     def shown(spec: dict[str, Any]) -> dict[str, Any]:
-        values = {name: spec[name] for name in DISPLAY_FIELDS}
+        # A document from before the description column has none: its trials showed no words.
+        values = {name: spec.get(name, "") for name in DISPLAY_FIELDS}
         values.update({name: [images[h] for h in spec[name]] for name in IMAGE_LISTS})
         values["base_image_id"] = images[spec["base_image"]] if spec["base_image"] else None
         values["unit_id"] = units[spec["unit"]]

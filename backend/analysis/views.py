@@ -31,7 +31,7 @@ from django.shortcuts import redirect, render
 from django.urls import URLPattern, path, reverse
 from django.utils.text import slugify
 
-from backend.analysis import design, plots, progress, services
+from backend.analysis import descriptions, design, plots, progress, services, trial_export
 from backend.analysis.dashboard import (
     ACCURACY_TABLES,
     Compared,
@@ -105,6 +105,11 @@ def dashboard(request: HttpRequest, study_id: int) -> HttpResponse:
         "compared_figures": [figure for figure, _ in ACCURACY_TABLES],
         "refresh_ms": int(REFRESH_SECONDS * 1000),
         "code_density": spectra.layer_code_density(results.by_layer),  # the atlas's spectra
+        # description_choice studies: words against exemplars (docs/descriptions.md)
+        "description_comparison": descriptions.study_comparison(
+            study, version, include_excluded=everyone
+        ),
+        "description_kinds": descriptions.KINDS,
     }
     return render(request, "analysis/dashboard.html", context)
 
@@ -176,6 +181,13 @@ def submissions_response(study: Study, valid: bool) -> HttpResponse:
     return response
 
 
+def trials_response(study: Study) -> StreamingHttpResponse:
+    """Each trial's paradigm and the words it showed (trial_export.py)."""
+    response = StreamingHttpResponse(trial_export.iter_trials_csv(study), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{study.slug}-trials.csv"'
+    return response
+
+
 def export(kind: str) -> Callable[[HttpRequest, int], HttpResponseBase]:
     makers: dict[str, Callable[[Study], HttpResponseBase]] = {
         "csv": csv_response,
@@ -183,6 +195,7 @@ def export(kind: str) -> Callable[[HttpRequest, int], HttpResponseBase]:
         "design": design_response,
         "approve": lambda study: submissions_response(study, valid=True),
         "reject": lambda study: submissions_response(study, valid=False),
+        "trials": trials_response,
     }
 
     def view(request: HttpRequest, study_id: int) -> HttpResponseBase:
@@ -301,6 +314,7 @@ def urlpatterns() -> list[URLPattern]:
         path(base + "export.csv", _admin(export("csv")), name="analysis-export-csv"),
         path(base + "export.parquet", _admin(export("parquet")), name="analysis-export-parquet"),
         path(base + "design.json", _admin(export("design")), name="analysis-design"),
+        path(base + "trials.csv", _admin(export("trials")), name="analysis-export-trials"),
         path(base + "approve.csv", _admin(export("approve")), name="analysis-approve"),
         path(base + "return-or-reject.csv", _admin(export("reject")), name="analysis-reject"),
         path(base + "exclude/", _admin(exclude), name="analysis-exclude"),

@@ -18,7 +18,7 @@ from backend.participation.models import Session
 from backend.participation.practice import PracticeSlot, block_states, practice_slots
 from backend.stimuli.models import Image
 from backend.studies.links import render_markdown
-from backend.studies.models import Study, TrialDisplay
+from backend.studies.models import Study, TrialDisplay, TrialKind
 
 PRELOAD_AHEAD = 3
 LEFT_LABEL = "Minimally activating"
@@ -84,6 +84,9 @@ def trial_payload(trial: TrialDisplay, index: int, block: int, urls: dict[int, s
         payload["right_label"] = RIGHT_LABEL
     if trial.base_image_id is not None:
         payload["base"] = urls[trial.base_image_id]
+    if trial.kind == TrialKind.DESCRIPTION_CHOICE:
+        # The unit's words, the same whichever query is right (docs/descriptions.md).
+        payload["description"] = trial.description
     return payload
 
 

@@ -130,7 +130,8 @@ class StudyPartInline(admin.TabularInline):  # type: ignore[type-arg]
 class ConditionInline(StudyPartInline):
     model = Condition
     fields = ["position", "name", "explanation", "n_references", "sides", "query_selection",
-              "visualization_preset", "unit_group", "exclusion_rules"]  # fmt: skip
+              "visualization_preset", "unit_group", "exclusion_rules",
+              "shows_description"]  # fmt: skip
     extra = 0
     # Narrow widgets: the row fits a laptop screen (the defaults made it about 2,400 px wide).
     NARROW = {
@@ -182,9 +183,9 @@ class TrialInline(ResearcherReadOnly, admin.TabularInline):  # type: ignore[type
 
     model = Trial
     fields = ("index", "block", "condition", "unit", "kind", "is_catch", "queries",
-              "correct_query", "query_source")  # fmt: skip
+              "correct_query", "query_source", "description")  # fmt: skip
     readonly_fields = ("index", "block", "condition", "unit", "kind", "is_catch", "queries",
-                       "correct_query", "query_source")  # fmt: skip
+                       "correct_query", "query_source", "description")  # fmt: skip
     extra = 0
     can_delete = False
     show_change_link = False

@@ -42,7 +42,8 @@ class ConditionSerializer(StrictModelSerializer):
     class Meta:
         model = Condition
         fields = ["name", "explanation", "n_references", "sides", "query_selection",
-                  "visualization_preset", "unit_group", "exclusion_rules"]  # fmt: skip
+                  "visualization_preset", "unit_group", "exclusion_rules",
+                  "shows_description"]  # fmt: skip
 
 
 class CatalogueRelatedField(serializers.PrimaryKeyRelatedField):  # type: ignore[type-arg]

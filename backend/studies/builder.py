@@ -14,7 +14,7 @@ from typing import Any
 
 from backend.stimuli.models import Unit
 from backend.studies import allocation, content, validation
-from backend.studies.models import Condition, PracticeTrial, Study
+from backend.studies.models import Condition, Paradigm, PracticeTrial, Study
 
 MISSING_TEXT = {
     "exemplars": "no exemplars{image_set}",
@@ -22,6 +22,10 @@ MISSING_TEXT = {
     "bands": "no quantile bands for the query rule (recompute the exemplars)",
     "occlusion_maps": "no occlusion maps",
     "blurred": "too few blurred natural references (compute occlusion maps on the top images)",
+    "description": (
+        "no description to show (describe their unit sets first: atlas, job describe_units; "
+        "docs/descriptions.md)"
+    ),
     "too_few_sources": (
         "too few distinct source photos among their exemplars for the references beside the "
         "queries' photos"
@@ -163,6 +167,7 @@ def build(study: Study) -> Build:
     units = study_units(study)
     if not units:
         raise BuildRefused("The study has no units: choose at least one unit set.")
+    _refuse_misplaced_descriptions(study, conditions)
     catch_units = list(study.catch_units.order_by("pk"))
     try:
         planned = allocation.plan_task_lists(design_for(study, units, conditions, catch_units))
@@ -179,6 +184,17 @@ def build(study: Study) -> Build:
     for task_list, plan in zip(task_lists, planned, strict=True):
         task_list.practice_blocks.extend(_practice_blocks(conditions, practice_trials, plan))
     return Build(task_lists, _practice(study, conditions), [unit.pk for unit in units])
+
+
+def _refuse_misplaced_descriptions(study: Study, conditions: list[Condition]) -> None:
+    """A condition that shows the description needs the paradigm whose trial shows it."""
+    named = [c.name for c in conditions if c.shows_description]
+    if named and study.paradigm != Paradigm.DESCRIPTION_CHOICE:
+        raise BuildRefused(
+            f"The condition(s) {', '.join(named)} show the unit's description, which only the "
+            f"description_choice paradigm does: choose that paradigm, or untick 'shows "
+            f"description'."
+        )
 
 
 def _practice_blocks(

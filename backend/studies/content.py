@@ -8,6 +8,10 @@ Conventions (from the published studies):
   other 9); b cycles through a seeded permutation of the batches by response number.
   "qLL/qHH": min query from band qLL, max query from band qHH; references from bottom/top k,
   never repeating a query.
+- description_choice: the queries and references of reference_choice; a condition that shows
+  the description adds the unit's stored Description (`atlas.Description.text`: the one on the
+  study's image set if there is one, else the latest) and makes the trial a description_choice
+  trial; a condition that does not is the plain reference_choice trial.
 - occlusion_choice: one OcclusionMap per trial (cycled by response number); the queries are the
   copies occluded at the argmax and argmin positions; the argmax copy is favoured (correct).
 - synthetic references: Visualization rows of the unit (optionally one preset), index 0 (the
@@ -25,12 +29,14 @@ Conventions (from the published studies):
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from backend.atlas.models import Description
 from backend.stimuli.models import ExemplarSet, ImageSetMember, OcclusionMap, Visualization
 from backend.studies.models import Condition, Paradigm
 
@@ -46,6 +52,7 @@ class UnitStimuli:
     visualizations: list[tuple[str, bool, int, int]] = field(default_factory=list)
     occlusion_maps: list[OcclusionMap] = field(default_factory=list)
     sources: dict[int, str] = field(default_factory=dict)  # image id -> its source photo
+    description: Description | None = None
 
     def source_of(self, image: int) -> str:
         """The photo an image shows: its source, or the image itself."""
@@ -77,6 +84,7 @@ class TrialContent:
     queries: list[int]
     correct_query: int
     query_source: dict[str, Any]
+    description: str = ""  # description_choice: the words shown
 
 
 def load_stimuli(unit_ids: Iterable[int], image_set_id: int | None) -> dict[int, UnitStimuli]:
@@ -94,7 +102,21 @@ def load_stimuli(unit_ids: Iterable[int], image_set_id: int | None) -> dict[int,
     for occlusion_map in OcclusionMap.objects.filter(unit_id__in=ids).order_by("pk"):
         stimuli[occlusion_map.unit_id].occlusion_maps.append(occlusion_map)
     _load_sources(stimuli)
+    _load_descriptions(stimuli, image_set_id)
     return stimuli
+
+
+def _load_descriptions(stimuli: dict[int, UnitStimuli], image_set_id: int | None) -> None:
+    """Each unit's description: the latest on the study's image set, else the latest of any."""
+    rows = Description.objects.filter(unit_id__in=list(stimuli)).exclude(text="")
+    for description in rows.order_by("computed_at", "pk"):
+        held = stimuli[description.unit_id].description
+        if (
+            held is None
+            or held.image_set_id != image_set_id
+            or (description.image_set_id == image_set_id)
+        ):
+            stimuli[description.unit_id].description = description
 
 
 def _load_sources(stimuli: dict[int, UnitStimuli]) -> None:
@@ -145,6 +167,8 @@ def _needs(paradigm: str, conditions: list[Condition], stimuli: UnitStimuli) -> 
     needs: set[str] = set()
     if paradigm == Paradigm.OCCLUSION_CHOICE and not stimuli.usable_maps():
         needs.add("occlusion_maps")
+    if stimuli.description is None and any(shows_description(paradigm, c) for c in conditions):
+        needs.add("description")
     for condition in conditions:
         needs |= _condition_needs(paradigm, condition, stimuli, exemplar_set)
     return needs
@@ -154,7 +178,7 @@ def _condition_needs(
     paradigm: str, condition: Condition, stimuli: UnitStimuli, exemplar_set: ExemplarSet
 ) -> set[str]:
     needs = set()
-    if paradigm == Paradigm.REFERENCE_CHOICE:
+    if paradigm in (Paradigm.REFERENCE_CHOICE, Paradigm.DESCRIPTION_CHOICE):
         if condition.query_selection == Condition.QuerySelection.EXTREME:
             batches = exemplar_set.imi_batches or {}
             if not batches.get("max") or not batches.get("min"):
@@ -176,6 +200,11 @@ def _condition_needs(
     if sources_needed(paradigm, condition) > available_sources(stimuli, condition):
         needs.add("too_few_sources")
     return needs
+
+
+def shows_description(paradigm: str, condition: Condition) -> bool:
+    """Whether the condition's trials show the unit's description (description_choice only)."""
+    return paradigm == Paradigm.DESCRIPTION_CHOICE and condition.shows_description
 
 
 def sources_needed(paradigm: str, condition: Condition) -> int:
@@ -235,6 +264,8 @@ def trial_content(
         content = _occlusion_content(condition, stimuli, response_number, rng)
     else:
         content = _reference_content(condition, stimuli, response_number, rng)
+    if shows_description(paradigm, condition):
+        content = _with_description(content, stimuli)
     return _as_catch(content, stimuli, condition, rng) if is_catch else content
 
 
@@ -350,6 +381,18 @@ def _reference_content(
     )  # fmt: skip
 
 
+def _with_description(content: TrialContent, stimuli: UnitStimuli) -> TrialContent:
+    """The reference trial as a description_choice trial: the same queries, with the words."""
+    description = stimuli.description
+    assert description is not None
+    source = {**content.query_source, "description": description.pk,
+              "description_source": description.source}  # fmt: skip
+    return dataclasses.replace(
+        content, kind=Paradigm.DESCRIPTION_CHOICE, description=description.text,
+        query_source=source,
+    )  # fmt: skip
+
+
 def _occlusion_content(
     condition: Condition, stimuli: UnitStimuli, response_number: int, rng: random.Random
 ) -> TrialContent:
@@ -378,20 +421,20 @@ def _as_catch(
         shown = set(content.queries)
         natural = [e["image"] for e in stimuli.exemplar_set.top if e["image"] not in shown]
         references_max = natural[:CATCH_REFERENCES]
-        if condition.sides == Condition.Sides.MIN_MAX and content.kind == Paradigm.REFERENCE_CHOICE:
+        if condition.sides == Condition.Sides.MIN_MAX and content.kind != Paradigm.OCCLUSION_CHOICE:
             bottom = [e["image"] for e in stimuli.exemplar_set.bottom if e["image"] not in shown]
             references_min = bottom[:CATCH_REFERENCES]
     queries = list(content.queries)
     repeated = rng.choice(references_max)
     queries[content.correct_query] = repeated
     source = {**content.query_source, "catch": True, "repeats_reference": repeated}
-    if references_min and content.kind == Paradigm.REFERENCE_CHOICE:
+    if references_min and content.kind != Paradigm.OCCLUSION_CHOICE:
         # As Borowski et al. (2021): the other query is one of the minimally activating
         # references shown, so both answers can be read off the references.
         other = rng.choice(references_min)
         queries[1 - content.correct_query] = other
         source["repeats_min_reference"] = other
-    return TrialContent(
-        content.kind, references_min, references_max, content.base_image, queries,
-        content.correct_query, source,
+    return dataclasses.replace(
+        content, references_min=references_min, references_max=references_max, queries=queries,
+        query_source=source,
     )  # fmt: skip

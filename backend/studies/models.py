@@ -30,6 +30,10 @@ def new_completion_code() -> str:
 class Paradigm(models.TextChoices):
     REFERENCE_CHOICE = "reference_choice", "2AFC: which query also strongly activates the unit?"
     OCCLUSION_CHOICE = "occlusion_choice", "counterfactual: which occluded image is favoured?"
+    DESCRIPTION_CHOICE = (
+        "description_choice",
+        "2AFC with words: which query fits the unit's description? (docs/descriptions.md)",
+    )
 
 
 class Study(models.Model):
@@ -311,6 +315,14 @@ class Condition(models.Model):
             "set of units for each reference condition); empty in every condition: all units"
         ),
     )
+    shows_description = models.BooleanField(
+        default=False,
+        help_text=(
+            "description_choice paradigm: show the unit's stored description (atlas Description) "
+            "above the queries; with explanation 'none' the description is all the participant "
+            "sees of the unit"
+        ),
+    )
     exclusion_rules = models.JSONField(
         null=True,
         blank=True,
@@ -351,6 +363,7 @@ class Condition(models.Model):
 class TrialKind(models.TextChoices):
     REFERENCE_CHOICE = "reference_choice"
     OCCLUSION_CHOICE = "occlusion_choice"
+    DESCRIPTION_CHOICE = "description_choice"
 
 
 class TrialDisplay(models.Model):
@@ -366,6 +379,9 @@ class TrialDisplay(models.Model):
     queries = models.JSONField(default=list, help_text="2 image ids: 0 = top, 1 = bottom")
     correct_query = models.PositiveSmallIntegerField(help_text="the answer key: 0 or 1")
     query_source = models.JSONField(default=dict, blank=True)
+    description = models.CharField(
+        max_length=300, blank=True, help_text="description_choice: the unit's words shown"
+    )
 
     class Meta:
         abstract = True

@@ -263,3 +263,28 @@ def apply_fields(study: Any, name: str) -> None:
 
 def conditions_of(name: str) -> list[dict[str, Any]]:
     return [dict(condition) for condition in get(name).conditions]
+
+
+# --- Descriptions against exemplars (issue 18; docs/descriptions.md) ------------------------
+# Are words as informative as exemplars? The description_choice paradigm with IMI's settings,
+# between participants: the unit's soft-WPMI description alone (Panousis & Chatzis 2023's
+# DISCOVER descriptions, CLIP-Dissect's score), the description beside the natural exemplars,
+# and the natural exemplars alone (the reference trial). Queries as in IMI: the most extreme
+# image of an IMI batch, strongly against weakly activating.
+DESCRIPTION_QUESTION = "Which image at the centre strongly activates the unit?"
+DESCRIPTION_FIELDS: dict[str, Any] = {
+    **IMI_FIELDS,
+    "paradigm": "description_choice",
+    "question": DESCRIPTION_QUESTION,
+}
+DESCRIPTION_CONDITIONS: list[dict[str, Any]] = [
+    {**_none("description"), "shows_description": True},
+    {**_natural("description-natural"), "shows_description": True},
+    _natural(),
+]
+PRESETS["descriptions2023"] = Preset(
+    "Descriptions vs exemplars (DISCOVER words): description, description + natural, natural",
+    DESCRIPTION_FIELDS,
+    DESCRIPTION_CONDITIONS,
+)
+PRESET_CHOICES.append(("descriptions2023", PRESETS["descriptions2023"].title))

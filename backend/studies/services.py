@@ -190,7 +190,7 @@ def _trial_row(task_list: TaskList, trial: builder.BuiltTrial, copies: dict[int,
         kind=c.kind, is_catch=trial.is_catch, block=trial.block,
         response_number=trial.response_number, references_min=c.references_min,
         references_max=c.references_max, base_image_id=c.base_image, queries=c.queries,
-        correct_query=c.correct_query, query_source=c.query_source,
+        correct_query=c.correct_query, query_source=c.query_source, description=c.description,
     )  # fmt: skip
 
 
@@ -219,7 +219,7 @@ def _store_practice(practice: list[tuple[int, Any]]) -> None:
         PracticeTrial.objects.filter(pk=pk).update(
             kind=c.kind, references_min=c.references_min, references_max=c.references_max,
             base_image_id=c.base_image, queries=c.queries, correct_query=c.correct_query,
-            query_source=c.query_source,
+            query_source=c.query_source, description=c.description,
         )  # fmt: skip
 
 

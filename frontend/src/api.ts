@@ -3,7 +3,7 @@
  * few calls that are not responses. Responses go through the outbox (outbox.ts), never here.
  */
 
-export type Paradigm = "reference_choice" | "occlusion_choice";
+export type Paradigm = "reference_choice" | "occlusion_choice" | "description_choice";
 
 export interface StudyTiming {
   lockout_ms: number;
@@ -54,6 +54,8 @@ export interface Trial {
   queries: [string, string];
   /** occlusion_choice only: the unoccluded image. */
   base?: string;
+  /** description_choice only: the unit's description (the same whichever query is right). */
+  description?: string;
 }
 
 export interface Completion {

@@ -152,6 +152,17 @@ describe("choiceTrial", () => {
     expect((node.type as { info: { name: string } }).info.name).toBe("occlusion-choice");
   });
 
+  test("it maps a description trial to description-choice with its words and grids", () => {
+    const node = choiceTrial(STUDY, {
+      ...makeTrial(2, "description_choice"),
+      description: "tench",
+    });
+
+    expect(node).toMatchObject({ description: "tench", study_trial_index: 2 });
+    expect(node.references_left).toEqual(makeTrial(2).references.left);
+    expect((node.type as { info: { name: string } }).info.name).toBe("description-choice");
+  });
+
   test("it keeps the server's grid labels", () => {
     const node = choiceTrial(STUDY, { ...makeTrial(1), left_label: "Low", right_label: "High" });
 

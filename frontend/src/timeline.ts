@@ -30,6 +30,7 @@ import type {
   OnResponse,
   ResponseFeedback,
 } from "./plugins/choice-trial";
+import DescriptionChoicePlugin from "./plugins/description-choice";
 import OcclusionChoicePlugin from "./plugins/occlusion-choice";
 import ReferenceChoicePlugin from "./plugins/reference-choice";
 import { ImagePreloader, type ImageLoader } from "./preload";
@@ -143,6 +144,17 @@ export function choiceTrial(study: Study, trial: Trial): TimelineNode {
       ...common,
       references: [...trial.references.left, ...trial.references.right],
       base: trial.base,
+    };
+  }
+  if (trial.kind === "description_choice") {
+    return {
+      type: DescriptionChoicePlugin,
+      ...common,
+      description: trial.description ?? "",
+      references_left: trial.references.left,
+      references_right: trial.references.right,
+      ...(trial.left_label ? { left_label: trial.left_label } : {}),
+      ...(trial.right_label ? { right_label: trial.right_label } : {}),
     };
   }
   return {
