@@ -31,9 +31,7 @@ def test_the_worker_runs_measures_ablations_curves_and_populations(
     celery_worker: Any, stimuli: dict[str, Any], few_images: ImageSet
 ) -> None:
     channels = stimuli["channels"]
-    activity = finished(
-        services.do_queue_activity_job([channels], few_images, images_per_shard=2)
-    )
+    activity = finished(services.do_queue_activity_job([channels], few_images, images_per_shard=2))
     assert activity.state == Job.State.SUCCEEDED, activity.error
     assert activity.shards.filter(state="succeeded").count() == 3  # two ranges and the merge
     means = Measure.objects.filter(unit__unit_set=channels, image_set=few_images, name="mean")
