@@ -372,7 +372,7 @@ def queue_jobs(request: HttpRequest) -> HttpResponse:
             messages.info(request, f"{job.kind} queued as job #{job.pk}.")
             return HttpResponseRedirect(reverse("admin:stimuli_job_change", args=[job.pk]))
     elif request.method == "POST":
-        error = "; ".join(f"{field}: {' '.join(e)}" for field, e in form.errors.items())
+        error = "; ".join(f"{field}: {' '.join(map(str, e))}" for field, e in form.errors.items())
     context = {**admin.site.each_context(request), "title": "Queue an atlas job",
                "form": form, "unit_sets": unit_sets, "error": error,
                "ids": ",".join(str(u.pk) for u in unit_sets)}  # fmt: skip
