@@ -202,3 +202,12 @@ def test_outsiders_of_the_staff_get_no_atlas_page(client: Client, django_user_mo
     client.force_login(user)
     response = client.get(f"/admin/atlas/unit-set/{atlas.channels.pk}/")
     assert response.status_code == 302  # to the admin's login
+
+
+def test_a_form_without_an_image_set_is_refused(client: Client, superuser: User) -> None:
+    atlas = make_atlas()
+    client.force_login(superuser)
+    response = _queue(client, str(atlas.channels.pk), kind=jobkinds.COMPUTE_ACTIVITY)
+    assert response.status_code == 400
+    assert b"Nothing was queued: image_set" in response.content
+    assert not Job.objects.filter(kind=jobkinds.COMPUTE_ACTIVITY).exists()
