@@ -8,6 +8,7 @@ from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from backend.analysis import views as analysis_views
+from backend.atlas import atlas_pages, human_machine
 from backend.core import health
 from backend.core.media import serve_media
 from backend.participation.page import participant_page
@@ -27,6 +28,8 @@ api_v1: list[URLPattern | URLResolver] = [
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/", include(analysis_views.urlpatterns())),
+    path("admin/", include(atlas_pages.urlpatterns())),  # the atlas's pages (#15)
+    path("admin/", include(human_machine.urlpatterns())),  # per-unit export (#15)
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

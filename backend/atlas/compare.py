@@ -37,17 +37,32 @@ def spearman_with_ci(
     if n < 3:
         return RankCorrelation(None, None, None, n)
     rho = float(stats.spearmanr(pairs[:, 0], pairs[:, 1]).statistic)
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(n_boot):
-        sample = pairs[rng.integers(0, n, n)]
-        if np.ptp(sample[:, 0]) > 0 and np.ptp(sample[:, 1]) > 0:
-            draws.append(stats.spearmanr(sample[:, 0], sample[:, 1]).statistic)
-    if not draws or np.isnan(rho):
+    draws = bootstrap_rhos(pairs, n_boot, np.random.default_rng(seed))
+    if not len(draws) or np.isnan(rho):
         return RankCorrelation(None if np.isnan(rho) else rho, None, None, n)
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(draws, [tail, 100 - tail])
     return RankCorrelation(rho, float(low), float(high), n)
+
+
+def resample_indices(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``[n_boot, n]`` unit indices drawn with replacement."""
+    return rng.integers(0, n, (n_boot, n))
+
+
+def bootstrap_rhos(pairs: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """ρ of each resample of ``pairs: [n, 2]`` at once (ranks per row, then Pearson of the
+    ranks: Spearman's definition, ties averaged as scipy does); resamples where one side is
+    constant are dropped."""
+    from scipy import stats
+
+    sample = pairs[resample_indices(len(pairs), n_boot, rng)]  # [n_boot, n, 2]
+    ranks = stats.rankdata(sample, axis=1)
+    centred = ranks - ranks.mean(axis=1, keepdims=True)
+    spread = np.sqrt((centred**2).sum(axis=1))  # [n_boot, 2]
+    keep = (spread > 1e-12).all(axis=1)
+    products = (centred[..., 0] * centred[..., 1]).sum(axis=1)
+    return products[keep] / (spread[keep, 0] * spread[keep, 1])
 
 
 def spearman_matrix(

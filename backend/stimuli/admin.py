@@ -636,3 +636,9 @@ def job_subject(params: dict[str, Any]) -> str:
     if isinstance(params.get("preset"), str) and params["preset"]:
         parts.append(f"preset {params['preset']}")
     return "; ".join(parts) or "—"
+
+
+# --- #15: the atlas's action on the unit-set list (its form: backend/atlas/atlas_pages.py) ---
+from backend.atlas.atlas_pages import queue_atlas_jobs  # noqa: E402
+
+UnitSetAdmin.actions = [*UnitSetAdmin.actions, queue_atlas_jobs]  # type: ignore[list-item]

@@ -32,6 +32,21 @@ def test_spearman_and_its_bootstrap_agree_with_scipy() -> None:
     assert result.low < result.statistic < result.high
 
 
+def test_each_bootstrap_rho_is_scipys_on_the_same_resample() -> None:
+    from backend.atlas.compare import bootstrap_rhos, resample_indices
+
+    rng = np.random.default_rng(5)
+    pairs = np.column_stack([rng.integers(0, 6, 25), rng.normal(size=25)]).astype(float)
+    pairs[:3, 0] = 2.0  # ties, averaged as scipy does
+    draws = bootstrap_rhos(pairs, 300, np.random.default_rng(9))
+    expected = [
+        stats.spearmanr(pairs[i, 0], pairs[i, 1]).statistic
+        for i in resample_indices(25, 300, np.random.default_rng(9))
+        if np.ptp(pairs[i, 0]) > 0 and np.ptp(pairs[i, 1]) > 0
+    ]
+    assert draws == pytest.approx(expected, abs=1e-12)
+
+
 def test_too_few_units_have_no_correlation() -> None:
     assert spearman_with_ci([1.0, 2.0], [2.0, 1.0]).statistic is None
 
