@@ -8,7 +8,10 @@ Prints three tables, each measured side by side in one run:
    every image (bit for bit, else the largest pixel difference).
 2. exemplars: the exemplar pass over 10,000 generated images cut into 8 shards against one
    unsharded pass, both in this process: whether the stored exemplar sets are identical, and the
-   time ratio unsharded / sharded (target >= 0.9: the merge costs little).
+   time ratio unsharded / sharded (target >= 0.9: the merge costs little). By default on timm's
+   TinyNet-E (`timm:tinynet_e@FILE`, seeded random weights written to a file: its own input is
+   106 px, so 10,000 images fit in minutes on a 2-core CPU; lite0 sees 224 px, 14x the work),
+   channels of blocks.2, blocks.4 and blocks.6; `--exemplar-network lite0` for lite0's.
 3. overhead: the same exemplar job through a real worker cut into 1 shard and into one shard per
    image: the fixed cost of a shard (claim, heartbeat, progress, saving its state, the queue round
    trip, its share of the merge) in ms, and the shard size below which it passes 5 % of the work.
@@ -18,6 +21,7 @@ database of its own (14) and a temporary media folder, so a running demo is not 
 
     .venv/bin/python -m backend.core.stack run -- .venv/bin/python bench/bench_shards.py
     ... bench/bench_shards.py --quick     # small sizes, a smoke check
+    ... bench/bench_shards.py --only render    # one table (render, exemplars or overhead)
 """
 
 from __future__ import annotations
@@ -48,6 +52,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--overhead-images", type=int, default=48)
+    parser.add_argument("--exemplar-network", choices=("tinynet_e", "lite0"), default="tinynet_e")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of this process")
+    parser.add_argument("--repeats", type=int, default=2, help="exemplar runs of each side")
+    parser.add_argument("--only", choices=("render", "exemplars", "overhead"), action="append",
+                        help="run only these tables (repeatable); default all")  # fmt: skip
     args = parser.parse_args()
     if args.quick:
         args.images, args.units, args.steps, args.overhead_images = 400, 2, 4, 8
@@ -57,12 +66,12 @@ def parse_args() -> argparse.Namespace:
 # --- A database, Redis db and media folder of the benchmark's own ---------------------------------
 
 
-def bench_environment() -> dict[str, str]:
+def bench_environment(label: str = "") -> dict[str, str]:
     import psycopg2
 
     database_url, redis_url = os.environ["DATABASE_URL"], os.environ["REDIS_URL"]
     parts = urlsplit(database_url)
-    name = f"{parts.path.lstrip('/') or 'psylens'}_bench_shards"
+    name = f"{parts.path.lstrip('/') or 'psylens'}_bench_shards{label}"
     admin = psycopg2.connect(urlunsplit(parts._replace(path="/postgres")))
     admin.autocommit = True
     with admin.cursor() as cursor:
@@ -122,14 +131,19 @@ def wait(job: Any, seconds: float = 3600) -> float:
 # --- Fixtures -------------------------------------------------------------------------------------
 
 
-def stimuli(n_images: int) -> dict[str, Any]:
-    """lite0, generated images, channel units on blocks.2 and blocks.4."""
+def stimuli(n_images: int, network_name: str, label: str) -> dict[str, Any]:
+    """A network, generated images, channel units: lite0's blocks.2 and blocks.4, or TinyNet-E's
+    blocks.2, blocks.4 and blocks.6."""
     from backend.stimuli import services
-    from backend.stimuli.models import ImageSet, UnitSet
+    from backend.stimuli.models import ImageSet, Network, UnitSet
     from worker.pipelines import imagesets
 
-    network = services.do_create_network("lite0", "builtin:efficientnet_lite0")
-    image_set = ImageSet.objects.create(name="generated", origin=ImageSet.Origin.DEMO)
+    blocks = (2, 4) if network_name == "lite0" else (2, 4, 6)
+    network = Network.objects.filter(name=network_name).first()
+    if network is None:
+        source = "builtin:efficientnet_lite0" if network_name == "lite0" else tinynet_source()
+        network = services.do_create_network(network_name, source)
+    image_set = ImageSet.objects.create(name=f"generated-{label}", origin=ImageSet.Origin.DEMO)
     started = time.perf_counter()
     candidates = (imagesets.ImageCandidate(f"{i}.jpg", None, generated_jpeg(i)) for i in
                   range(n_images))  # fmt: skip
@@ -138,15 +152,26 @@ def stimuli(n_images: int) -> dict[str, Any]:
     unit_sets = [
         services.do_save_unit_set(
             UnitSet(
-                name=f"b{n}",
+                name=f"{label}-b{n}",
                 layer=network.layers.get(name=f"blocks.{n}"),
                 kind=UnitSet.Kind.CHANNELS,
                 image_set=image_set,
             )
         )  # fmt: skip
-        for n in (2, 4)
+        for n in blocks
     ]
     return {"image_set": image_set, "unit_sets": unit_sets}
+
+
+def tinynet_source() -> str:
+    """`timm:tinynet_e@FILE` with seeded random weights written to a file (nothing from a hub)."""
+    import timm
+    import torch
+
+    torch.manual_seed(0)
+    path = Path(tempfile.mkdtemp(prefix="psylens-bench-tinynet-")) / "tinynet_e.pth"
+    torch.save(timm.create_model("tinynet_e", pretrained=False).state_dict(), path)
+    return f"timm:tinynet_e@{path}"
 
 
 def generated_jpeg(seed: int, size: int = 96) -> bytes:
@@ -227,9 +252,14 @@ def exemplar_rows(fixtures: dict[str, Any], args: argparse.Namespace) -> list[st
     stored, seconds = {}, {}
     warm = {**params, "image_set": subset(image_set, "warm-up", 16).pk}
     run_job_here(services.do_queue_job(Job.Kind.COMPUTE_EXEMPLARS, warm, send=False))
-    # Alternated twice (unsharded, sharded, sharded, unsharded) so drift hits both alike.
-    for label in ("one pass", f"{args.shards} shards", f"{args.shards} shards", "one pass"):
-        per_shard = n if label == "one pass" else -(-n // args.shards)
+    # Alternated (unsharded, sharded, sharded, unsharded, ...) so drift hits both alike. Shards
+    # are cut at multiples of the batch (64), as the planner's default (2,048) is: each image is
+    # then computed in a batch of the same size as in the one pass (oneDNN's sums depend on the
+    # batch size in the last bits, and near-ties among smooth generated images would reorder).
+    sides = ("one pass", f"{args.shards} shards")
+    labels = [sides[(i + i // 2) % 2] for i in range(2 * args.repeats)]
+    for label in labels:
+        per_shard = n if label == "one pass" else -(-n // args.shards // 64) * 64
         job = services.do_queue_job(
             Job.Kind.COMPUTE_EXEMPLARS, {**params, "images_per_shard": per_shard}, send=False
         )
@@ -237,19 +267,36 @@ def exemplar_rows(fixtures: dict[str, Any], args: argparse.Namespace) -> list[st
         job = run_job_here(job)
         seconds.setdefault(label, []).append(time.perf_counter() - started)
         assert job.state == Job.State.SUCCEEDED, job.error
-        rows = ExemplarSet.objects.order_by("unit_id")
+        # This image set's rows only: the warm-up wrote rows of its own for the same units.
+        rows = ExemplarSet.objects.filter(image_set=image_set).order_by("unit_id")
         stored[label] = list(rows.values_list("unit_id", "top", "bottom", "bands", "imi_batches"))
     one, sharded = min(seconds["one pass"]), min(seconds[f"{args.shards} shards"])
     identical = stored["one pass"] == stored[f"{args.shards} shards"]
+    if not identical:
+        describe_difference(stored["one pass"], stored[f"{args.shards} shards"])
     units = sum(u.units.count() for u in unit_sets)
     return [
-        "| pass | images | units | seconds (best of 2) | images/s |",
+        f"| pass | images | units | seconds (best of {args.repeats}) | images/s |",
         "| --- | --- | --- | --- | --- |",
         f"| one pass | {n} | {units} | {one:.1f} | {n / one:.1f} |",
         f"| {args.shards} shards + merge | {n} | {units} | {sharded:.1f} | {n / sharded:.1f} |",
         f"| ratio (one pass / sharded) | | | {one / sharded:.3f} | exemplar sets identical: "
         f"{'yes' if identical else 'NO'} |",
     ]
+
+
+def describe_difference(one: list[tuple[Any, ...]], sharded: list[tuple[Any, ...]]) -> None:
+    """Print the first unit and field where the two passes' exemplar sets differ."""
+    fields = ("unit", "top", "bottom", "bands", "imi_batches")
+    for a, b in zip(one, sharded, strict=False):
+        for name, x, y in zip(fields, a, b, strict=True):
+            if x != y:
+                at = next((i for i, (p, q) in enumerate(zip(x, y, strict=False)) if p != q), None)
+                x, y = (x[at], y[at]) if isinstance(x, list) and at is not None else (x, y)
+                print(f"# first difference: unit {a[0]}, {name}[{at}]:\n#   one pass "
+                      f"{str(x)[:300]}\n#   sharded  {str(y)[:300]}")  # fmt: skip
+                return
+    print(f"# {len(one)} against {len(sharded)} rows")
 
 
 # --- 3. overhead ----------------------------------------------------------------------------------
@@ -314,7 +361,7 @@ def read(name: str) -> bytes:
 
 def main() -> None:
     args = parse_args()
-    env = bench_environment()
+    env = bench_environment("_" + "_".join(args.only) if args.only else "")
     os.environ.update(env)
     import django
 
@@ -326,13 +373,19 @@ def main() -> None:
 
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads here")  # fmt: skip
-    fixtures = stimuli(args.images)
-    print("\n## exemplars: sharded against one pass\n")
-    print("\n".join(exemplar_rows(fixtures, args)), flush=True)
-    print("\n## overhead per shard\n")
-    print("\n".join(overhead_rows(env, fixtures, args)), flush=True)
-    print("\n## render: 1 process x 2 threads against 2 processes x 1 thread\n")
-    print("\n".join(render_rows(env, fixtures, args)), flush=True)
+    torch.set_num_threads(args.threads)
+    tables = args.only or ["exemplars", "overhead", "render"]
+    lite0 = stimuli(args.overhead_images if "overhead" in tables else 1, "lite0", "lite0")
+    if "exemplars" in tables:
+        print(f"\n## exemplars ({args.exemplar_network}): sharded against one pass\n")
+        fixtures = stimuli(args.images, args.exemplar_network, "exemplars")
+        print("\n".join(exemplar_rows(fixtures, args)), flush=True)
+    if "overhead" in tables:
+        print("\n## overhead per shard\n")
+        print("\n".join(overhead_rows(env, lite0, args)), flush=True)
+    if "render" in tables:
+        print("\n## render: 1 process x 2 threads against 2 processes x 1 thread\n")
+        print("\n".join(render_rows(env, lite0, args)), flush=True)
 
 
 if __name__ == "__main__":

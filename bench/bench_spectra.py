@@ -10,10 +10,13 @@ Prints three tables:
    of lite0 (conv_head: 1280 channels; blocks.6: 320), median of 5.
 3. α (ranks 11–500 clipped, weights 1/n), its R², participation ratio (and / dimension),
    components for 50/90/99 % and the circle path's random-projection energy (with the shuffled
-   path and the pixels) for every block of lite0 on the demo set.
+   path and the pixels) for every block of lite0 on the demo set; with `--networks lite0,lite1,
+   lite2`, the same table for each network (each at its own input size: 224, 240, 260 px), and
+   one table of α, PR and energy per block side by side (`--figures-only` skips tables 1 and 2).
 
     .venv/bin/python bench/bench_spectra.py             # about 3 min on 2 shared cores
     .venv/bin/python bench/bench_spectra.py --quick     # smoke check
+    .venv/bin/python bench/bench_spectra.py --figures-only --networks lite0,lite1,lite2
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--figure-images", type=int, default=360, help="demo images for table 3")
     parser.add_argument("--path-steps", type=int, default=128)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--networks", default="lite0", help="built-ins, comma-separated")
+    parser.add_argument("--figures-only", action="store_true", help="only table 3 (and 4)")
     return parser.parse_args()
 
 
@@ -94,10 +99,14 @@ def eigh_seconds(dimension: int) -> float:
     return statistics.median(times)
 
 
-def figures_table(network: object, batches: list[ImageBatch], steps: int) -> list[str]:
+def figures_table(
+    network: object, batches: list[ImageBatch], steps: int, row_of: dict[str, tuple[str, ...]]
+) -> list[str]:
+    """Table 3 for one network; fills `row_of[block]` with its (α, PR, energy) cells."""
     targets = {name: spectrum.SpectrumTarget(LayerTap(name)) for name in BLOCKS}
     sums = spectrum.spectrum_sums(network, targets, batches)  # type: ignore[arg-type]
-    config = spectrum.PathConfig(kind="circle", steps=steps, size=224)
+    crop = network.preprocess.crop  # type: ignore[attr-defined]
+    config = spectrum.PathConfig(kind="circle", steps=steps, size=crop)
     taps = [LayerTap(name) for name in BLOCKS]
     frames = spectrum.circle_path(config)
     energies = spectrum.path_energies(network, taps, frames, config)  # type: ignore[arg-type]
@@ -116,6 +125,9 @@ def figures_table(network: object, batches: list[ImageBatch], steps: int) -> lis
         r2 = f"{fit.r_squared:.3f}" if fit else "—"
         c = figures.components
         energy = energies[name]
+        row_of[name] = (f"{fit.alpha:.3f}" if fit else "—",
+                        f"{figures.participation_ratio:.1f} ({figures.dimension})",
+                        f"{energy.energy:.3f}")  # fmt: skip
         lines.append(
             f"| {name} | {figures.dimension} | {figures.n_samples} | {alpha} | {r2} | "
             f"{figures.participation_ratio:.1f} | {figures.pr_fraction:.3f} | "
@@ -129,9 +141,32 @@ def main() -> None:
     torch.set_num_threads(options.threads)
     if options.quick:
         options.throughput_images, options.figure_images, options.path_steps = 32, 64, 32
-    network = load_network("builtin:efficientnet_lite0", device="cpu")
     print(f"machine: {platform.processor() or platform.machine()}, torch threads "
           f"{options.threads}, batch {options.batch_size}")  # fmt: skip
+    if not options.figures_only:
+        cost_tables(options)
+    names = [name.strip() for name in options.networks.split(",") if name.strip()]
+    rows: dict[str, dict[str, tuple[str, ...]]] = {}
+    for name in names:
+        network = load_network(f"builtin:efficientnet_{name}", device="cpu")
+        print(f"\n{name} ({network.preprocess.crop} px), {options.figure_images} demo images, ",
+              end="")  # fmt: skip
+        batches = decoded(network, options.figure_images, options.batch_size)
+        rows[name] = {}
+        for line in figures_table(network, batches, options.path_steps, rows[name]):
+            print(line)
+    if len(names) > 1:
+        print("\nα / PR (D) / energy per block\n")
+        print("| block | " + " | ".join(f"{n} α | {n} PR (D) | {n} energy" for n in names) + " |")
+        print("| --- |" + " --- |" * (3 * len(names)))
+        for block in BLOCKS:
+            cells = [cell for n in names for cell in rows[n][block]]
+            print(f"| {block} | " + " | ".join(cells) + " |")
+
+
+def cost_tables(options: argparse.Namespace) -> None:
+    """Tables 1 and 2: the pass against a bare forward, and eigendecomposition times."""
+    network = load_network("builtin:efficientnet_lite0", device="cpu")
     batches = decoded(network, options.throughput_images, options.batch_size)
     throughput(network, batches[:1])  # warm-up: folding, first allocations
     bare, passed = throughput(network, batches)
@@ -141,10 +176,6 @@ def main() -> None:
     print("\n| layer | dimension | eigvalsh float64 (ms, median of 5) |\n| --- | --- | --- |")
     for name, dimension in (("conv_head", 1280), ("blocks.6", 320)):
         print(f"| {name} | {dimension} | {eigh_seconds(dimension) * 1000:.1f} |")
-    print()
-    batches = decoded(network, options.figure_images, options.batch_size)
-    for line in figures_table(network, batches, options.path_steps):
-        print(line)
 
 
 if __name__ == "__main__":

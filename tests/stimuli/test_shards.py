@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import torch
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.test import Client
@@ -93,6 +94,34 @@ def test_sharded_visualizations_are_the_same_images(stimuli: dict[str, Any]) -> 
     assert sharded.shards.filter(role=Shard.Role.WORK).count() == 4
     assert set(Visualization.objects.values_list("unit_id", "sign", "image__sha256")) == one_pass
     assert len(one_pass) == 4 and sharded.result["visualizations"] == 4
+
+
+def test_a_render_shard_gives_the_same_images_whatever_the_process_thread_count(
+    stimuli: dict[str, Any],
+) -> None:
+    # 1 process x 2 threads and 2 processes x 1 thread must store the same images: the render
+    # pins torch's intra-op threads (FeatureVisConfig.cpu_threads) and restores them after.
+    # Unpinned ("cpu_threads": None), these 16 steps on blocks.2 differ between 1 and 2 threads.
+    layer = stimuli["network"].layers.get(name="blocks.2")
+    unit_set = services.do_save_unit_set(
+        UnitSet(name="b2", layer=layer, kind=UnitSet.Kind.CHANNELS, image_set=stimuli["image_set"])
+    )
+    units = list(unit_set.units.filter(index__in=[0, 3]))
+    overrides = {**QUICK, "max_steps": 16}
+    params = {"units": [u.pk for u in units], "preset": "lucent", "overrides": overrides,
+              "signs": [1]}  # fmt: skip
+    stored, previous = {}, torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            Visualization.objects.all().delete()
+            run(Job.Kind.RENDER_VISUALIZATIONS, params)
+            assert torch.get_num_threads() == threads
+            stored[threads] = set(Visualization.objects.values_list("unit_id", "image__sha256"))
+    finally:
+        torch.set_num_threads(previous)
+    assert len(stored[1]) == 2
+    assert stored[1] == stored[2]
 
 
 def test_sharded_occlusion_maps_are_the_same_maps(stimuli: dict[str, Any]) -> None:

@@ -7,7 +7,8 @@ image is reproducible from (seed, unit, image index) alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 
@@ -46,6 +47,7 @@ __all__ = [
     "Visualization",
     "diversity_penalty",
     "imi_preset",
+    "intra_op_threads",
     "layer_model",
     "linear_encoder",
     "lucent_preset",
@@ -76,13 +78,29 @@ def visualize(
         if natural_images is None:
             raise ValueError("MACO needs natural_images to compute its magnitude spectrum")
         magnitude = magnitude_spectrum(natural_images, config.image_size)
-    return render_units(
-        cached_layer_model(network, layer, config),
-        objective,
-        units,
-        config,
-        seed=seed,
-        top_natural_activations=top_natural_activations,
-        magnitude=magnitude,
-        progress=progress,
-    )
+    threads = config.cpu_threads if network.device.type == "cpu" else None
+    with intra_op_threads(threads):
+        return render_units(
+            cached_layer_model(network, layer, config),
+            objective,
+            units,
+            config,
+            seed=seed,
+            top_natural_activations=top_natural_activations,
+            magnitude=magnitude,
+            progress=progress,
+        )
+
+
+@contextlib.contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to `threads` (None: left alone), restored on exit."""
+    if threads is not None and threads < 1:
+        raise ValueError(f"cpu_threads must be at least 1 (or None), got {threads}")
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

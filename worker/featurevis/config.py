@@ -59,6 +59,11 @@ class FeatureVisConfig:
     mixed_precision: bool = True  # bf16 autocast, CUDA only
     channels_last: bool = True  # the network's input in channels_last order (CPU and CUDA)
     compile: bool = False  # torch.compile the truncated network
+    # CPU only: torch's intra-op threads while rendering (restored afterwards). Fixed so that an
+    # image is a function of its recipe, not of the worker's layout: a convolution on 2 threads
+    # sums in another order than on 1, and gradient ascent carries that rounding into visible
+    # pixels (85/255 after 64 steps). None: the process's own setting; images then depend on it.
+    cpu_threads: int | None = 1
     fold_batchnorm: bool = True  # fold BatchNorms into convs (checked against the original)
     # with fold_batchnorm, on CPUs: each conv and its ReLU/ReLU6 in one oneDNN call (checked too)
     fuse_activations: bool = True

@@ -177,3 +177,28 @@ def test_default_batches_hold_about_four_views_on_a_cpu_and_64_images_on_a_gpu()
     assert maco_preset().resolved_batch_size("cpu") == 1  # 6 crops per image are 6 views
     assert maco_preset(maco_crops=2).resolved_batch_size("cpu") == 2
     assert maco_preset(batch_size=3).resolved_batch_size("cpu") == 3
+
+
+def test_a_render_pins_the_thread_count_it_is_given_and_restores_the_process_setting(
+    tiny_network,
+) -> None:
+    previous, seen = torch.get_num_threads(), []
+
+    def record(fraction: float, message: str) -> None:
+        seen.append(torch.get_num_threads())
+
+    try:
+        torch.set_num_threads(2)
+        pinned, unpinned = small_config(max_steps=2), small_config(cpu_threads=None, max_steps=2)
+        assert pinned.cpu_threads == 1  # the default
+        visualize(tiny_network, LAYER, ChannelObjective(), [0], pinned, progress=record)
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+        seen.clear()
+        visualize(tiny_network, LAYER, ChannelObjective(), [0], unpinned, progress=record)
+        assert seen and set(seen) == {2}
+        with pytest.raises(ValueError, match="cpu_threads"):
+            visualize(tiny_network, LAYER, ChannelObjective(), [0], small_config(cpu_threads=0))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
