@@ -41,6 +41,7 @@ from torch import Tensor, nn
 __all__ = [
     "ACTIVATIONS",
     "ACTIVATION_TYPES",
+    "activation_inventory",
     "FineTuneConfig",
     "FineTuneResult",
     "LWTA",
@@ -58,6 +59,7 @@ __all__ = [
     "parse_class_index",
     "replaceable_modules",
     "save_checkpoint",
+    "select_modules",
     "teacher_logits",
 ]
 
@@ -162,19 +164,33 @@ def _selected(name: str, wanted: tuple[str, ...]) -> bool:
     return not wanted or any(name == w or name.startswith(w + ".") for w in wanted)
 
 
-def replaceable_modules(module: nn.Module, config: LWTAConfig) -> list[str]:
-    """The names of the activation modules ``config`` chooses in ``module`` (in definition
-    order); raises LWTAError when there are none: the conversion would change nothing."""
-    kinds = tuple(ACTIVATIONS[t] for t in config.types)
+def activation_inventory(module: nn.Module) -> list[tuple[str, str]]:
+    """``(module name, activation type)`` of every ReLU, ReLU6 and GELU module, in definition
+    order: what a conversion can choose from (small enough to keep per network)."""
+    inventory = []
+    for name, child in module.named_modules():
+        kind = next((k for k, cls in ACTIVATIONS.items() if isinstance(child, cls)), None)
+        if kind is not None:
+            inventory.append((name, kind))
+    return inventory
+
+
+def select_modules(inventory: list[tuple[str, str]], config: LWTAConfig) -> list[str]:
+    """The names of the activation modules ``config`` chooses from an
+    :func:`activation_inventory`; raises LWTAError when there are none: the conversion would
+    change nothing."""
     names = [
-        name
-        for name, child in module.named_modules()
-        if isinstance(child, kinds) and _selected(name, config.modules)
+        name for name, kind in inventory if kind in config.types and _selected(name, config.modules)
     ]
     if not names:
         chosen = ", ".join(config.modules) or "the network"
         raise LWTAError(f"no {' or '.join(config.types)} module under {chosen} to replace")
     return names
+
+
+def replaceable_modules(module: nn.Module, config: LWTAConfig) -> list[str]:
+    """The names of the activation modules ``config`` chooses in ``module``."""
+    return select_modules(activation_inventory(module), config)
 
 
 def convert_to_lwta(module: nn.Module, config: LWTAConfig) -> tuple[nn.Module, list[str]]:
