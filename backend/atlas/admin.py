@@ -184,6 +184,19 @@ class LWTANetworkAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-
         "training_curve",
     ]  # fmt: skip
     fields = readonly_fields  # type: ignore[assignment]
+    change_list_template = "admin/atlas/lwtanetwork/change_list.html"
+
+    def get_urls(self) -> list[Any]:
+        from django.urls import path
+
+        from backend.atlas.lwta_admin import fine_tune_view
+
+        def view(request: HttpRequest) -> Any:
+            return fine_tune_view(self.admin_site, request)
+
+        name = "atlas_lwtanetwork_fine_tune"
+        fine_tune = path("fine-tune/", self.admin_site.admin_view(view), name=name)
+        return [fine_tune, *super().get_urls()]
 
     @admin.display(description="top-1 agreement with the base (image set)")
     def agreement(self, obj: LWTANetwork) -> str:

@@ -78,3 +78,8 @@ def describe_demo_units(command: BaseCommand) -> None:
 
 
 STEPS.append(describe_demo_units)
+
+# --- LWTA networks (#19): lite0 with its last block as LWTA, a short fine-tune ---------------
+from backend.atlas.lwta_demo import seed_lwta  # noqa: E402
+
+STEPS.append(seed_lwta)

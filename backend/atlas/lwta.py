@@ -10,6 +10,7 @@ job, so a killed worker's redelivered shard resumes from the last checkpoint.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +34,25 @@ DEFAULTS: dict[str, Any] = {
     "learning_rate": 1e-4,
     "checkpoint_every": 50,
     "seed": 0,
+    "module_types": ["ReLU", "ReLU6", "GELU"],  # the activation modules replaced
+    "freeze_prefix": False,  # True: the layers before the first LWTA block keep their weights
+    "max_images": None,  # the first N images of the set (None: all)
 }
+PARAMETERS = {"base", "image_set", "name", *DEFAULTS}
 
 
 def plan_lwta(params: dict[str, Any]) -> list[ShardPlan]:
-    """One shard of `steps` steps; refuses unknown rows, a taken name and bad numbers."""
+    """One shard of `steps` steps; refuses unknown parameters and rows, a taken name, bad
+    numbers, unknown module types, and a choice of modules that the base network does not have
+    (its activations are listed by loading it here once per source)."""
+    unknown = sorted(set(params) - PARAMETERS)
+    if unknown:
+        raise ValidationError(f"unknown parameter(s) {', '.join(unknown)}")
     for key, model in (("base", Network), ("image_set", ImageSet)):
         value = params.get(key)
-        if not isinstance(value, int) or not model.objects.filter(pk=value).exists():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValidationError(f"{key.replace('_', ' ')} must be an id (got {value!r})")
+        if not model.objects.filter(pk=value).exists():
             raise ValidationError(f"{key.replace('_', ' ')} {value!r} does not exist")
     name = params.get("name")
     if not isinstance(name, str) or not name or Network.objects.filter(name=name).exists():
@@ -54,10 +66,55 @@ def plan_lwta(params: dict[str, Any]) -> list[ShardPlan]:
         value = params.get(key, DEFAULTS[key])
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise ValidationError(f"{key} must be a positive number (got {value!r})")
-    modules = params.get("modules", [])
-    if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
-        raise ValidationError("modules must be a list of module names (empty: all activations)")
+    _check_options(params)
+    _check_replaceable(Network.objects.get(pk=params["base"]), params)
     return [ShardPlan({"steps": [0, steps]}, float(steps))]
+
+
+def _check_options(params: dict[str, Any]) -> None:
+    for key in ("modules", "module_types"):
+        value = params.get(key, DEFAULTS[key])
+        if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+            raise ValidationError(f"{key} must be a list of names")
+    if not isinstance(params.get("freeze_prefix", False), bool):
+        raise ValidationError("freeze_prefix must be true or false")
+    if params.get("max_images") is not None:
+        positive_int(params, "max_images", 1)
+    if not ImageSet.objects.get(pk=params["image_set"]).members.exists():
+        raise ValidationError("the image set has no images: import some first")
+
+
+def _check_replaceable(base: Network, params: dict[str, Any]) -> None:
+    """ValidationError unless the options choose at least one activation module of `base`."""
+    from worker.analyses import lwta
+
+    try:
+        config = lwta.LWTAConfig(
+            block_size=int(_value(params, "block_size")),
+            modules=tuple(_value(params, "modules")),
+            types=tuple(_value(params, "module_types")),
+        )
+        lwta.select_modules(activation_inventory(base.source), config)
+    except lwta.LWTAError as err:
+        raise ValidationError(f"{base.name}: {err}") from None
+
+
+@lru_cache(maxsize=16)
+def activation_inventory(source: str) -> list[tuple[str, str]]:
+    """(module name, activation type) of every ReLU/ReLU6/GELU module of the network `source`
+    loads (on the CPU, once per source and process)."""
+    from worker.analyses import lwta
+    from worker.pipelines import networks
+
+    try:
+        loaded = networks.load_network(source, device="cpu")
+    except networks.NetworkError as err:
+        raise ValidationError(f"the base network does not load: {err}") from None
+    return lwta.activation_inventory(loaded.module)
+
+
+def _value(params: dict[str, Any], key: str) -> Any:
+    return params.get(key, DEFAULTS[key])
 
 
 def do_queue_lwta(
@@ -65,6 +122,12 @@ def do_queue_lwta(
 ) -> Job:
     params = {"base": base.pk, "image_set": image_set.pk, "name": name, **options}
     return services.do_queue_job(KIND, params, send=send)
+
+
+def do_queue_lwta_params(params: dict[str, Any], user: Any = None) -> Job:
+    """Queue the job from its parameters as the API and the admin form send them; raises
+    ValidationError, queueing nothing, for parameters it cannot run."""
+    return services.do_queue_job(KIND, params, user)
 
 
 def checkpoint_path(job: Job) -> Path:
@@ -77,13 +140,15 @@ def checkpoint_path(job: Job) -> Path:
 
 
 def _option(job: Job, key: str) -> Any:
-    return job.params.get(key, DEFAULTS[key])
+    return _value(job.params, key)
 
 
 # --- On a worker ------------------------------------------------------------------------------
 
 
-def _images_and_labels(image_set: ImageSet, preprocess: Any) -> tuple[Any, Any]:
+def _images_and_labels(
+    image_set: ImageSet, preprocess: Any, max_images: int | None
+) -> tuple[Any, Any]:
     import torch
 
     from backend.stimuli import work
@@ -91,7 +156,8 @@ def _images_and_labels(image_set: ImageSet, preprocess: Any) -> tuple[Any, Any]:
     from worker.pipelines import loading
 
     labels = {m.image_id: parse_class_index(m.label) for m in image_set.members.all()}
-    batches = list(loading.image_batches(work.image_refs(image_set), preprocess, 64))
+    refs = work.image_refs(image_set)[:max_images]
+    batches = list(loading.image_batches(refs, preprocess, 64))
     if not batches:
         raise JobFailed(f"image set {image_set} has no readable images")
     images = torch.cat([batch.pixels for batch in batches])
@@ -107,22 +173,26 @@ def finetune_shard(job: Job, shard: Shard, progress: ProgressReporter) -> ShardO
     base_row = Network.objects.get(pk=job.params["base"])
     base = work.load_network(base_row)
     images, labels = _images_and_labels(
-        ImageSet.objects.get(pk=job.params["image_set"]), base.preprocess
-    )
+        ImageSet.objects.get(pk=job.params["image_set"]), base.preprocess,
+        _option(job, "max_images"),
+    )  # fmt: skip
     try:
         config = lwta.LWTAConfig(
             block_size=int(_option(job, "block_size")),
             temperature=float(_option(job, "temperature")),
             modules=tuple(_option(job, "modules")),
+            types=tuple(_option(job, "module_types")),
         )
         student, replaced = lwta.convert_to_lwta(base.module, config)
-        before = lwta.lwta_report(student, base.module, images).agreement
+        targets = lwta.teacher_logits(base.module, images)
+        before = lwta.lwta_report(student, base.module, images, targets=targets).agreement
         fine_tune = lwta.FineTuneConfig(
             steps=int(shard.covers["steps"][1]),
             batch_size=int(_option(job, "batch_size")),
             learning_rate=float(_option(job, "learning_rate")),
             checkpoint_every=int(_option(job, "checkpoint_every")),
             seed=int(_option(job, "seed")),
+            freeze_prefix=bool(_option(job, "freeze_prefix")),
         )
     except lwta.LWTAError as err:
         raise JobFailed(str(err)) from None
@@ -133,9 +203,9 @@ def finetune_shard(job: Job, shard: Shard, progress: ProgressReporter) -> ShardO
     path = checkpoint_path(job)
     result = lwta.fine_tune(
         student, base.module, images, fine_tune, labels, str(path),
-        extra={"base": base_row.source}, progress=report_step,
+        extra={"base": base_row.source}, progress=report_step, targets=targets,
     )  # fmt: skip
-    on_set = lwta.lwta_report(student, base.module, images, labels)
+    on_set = lwta.lwta_report(student, base.module, images, labels, targets=targets)
     photos, photo_labels = lwta.foolbox_labelled_images(base.preprocess)
     on_photos = (
         lwta.lwta_report(student, base.module, photos, photo_labels) if len(photos) else None
@@ -143,7 +213,9 @@ def finetune_shard(job: Job, shard: Shard, progress: ProgressReporter) -> ShardO
     return ShardOutput({
         "checkpoint": str(path), "replaced": replaced, "lwta": config.to_dict(),
         "fine_tune": {**fine_tune.__dict__, "optimizer": "AdamW",
-                      "resumed_from": result.resumed_from,
+                      "resumed_from": result.resumed_from, "steps_run": result.steps_run,
+                      "trained_parameters": result.trained_parameters,
+                      "images": int(images.shape[0]),
                       "images_per_second": result.images_per_second},
         "report": {"agreement_before": before, "image_set": on_set.to_dict(),
                    "imagenet_photos": on_photos.to_dict() if on_photos else None},

@@ -55,3 +55,11 @@ urlpatterns += [
 urlpatterns += [
     path("descriptions/", descriptions.Descriptions.as_view(), name="atlas-descriptions"),
 ]
+
+
+# LWTA networks (#19): queue a fine-tune, list them with their reports.
+from backend.atlas import lwta_api  # noqa: E402
+
+urlpatterns += [
+    path("lwta/", lwta_api.LWTANetworks.as_view(), name="atlas-lwta"),
+]

@@ -35,3 +35,7 @@ def few_images(db: Any) -> ImageSet:
     candidates = [imagesets.ImageCandidate(f"{i}.png", None, png_bytes(50 + i)) for i in range(4)]
     services.do_import_images(image_set, candidates, imagesets.ImportReport())
     return image_set
+
+
+# LWTA networks (#19): the tiny base network and its images.
+from tests.atlas.lwta_fixtures import base_and_images  # noqa: E402, F401

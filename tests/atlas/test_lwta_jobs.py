@@ -3,7 +3,6 @@ source string, its report and training curve, resuming a checkpoint, refused par
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,9 +15,7 @@ from backend.atlas.lwta import checkpoint_path, do_queue_lwta
 from backend.atlas.models import LWTANetwork
 from backend.stimuli import services
 from backend.stimuli.models import ImageSet, Job, Network
-from tests.stimuli.factories import png_bytes
 from worker.analyses import lwta
-from worker.pipelines import imagesets
 from worker.pipelines.networks import load_network
 from worker.tasks import run_job_here
 
@@ -26,20 +23,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 U = 4
 OPTIONS = {"block_size": U, "steps": 4, "batch_size": 4, "checkpoint_every": 2,
            "learning_rate": 1e-2, "modules": ["layer2"]}  # fmt: skip
-
-
-@pytest.fixture
-def base_and_images(tmp_path: Path) -> tuple[Network, ImageSet]:
-    import timm
-
-    torch.manual_seed(0)
-    weights = tmp_path / "resnet.pt"
-    torch.save(timm.create_model("test_resnet", pretrained=False).state_dict(), weights)
-    network = services.do_create_network("tiny-resnet", f"timm:test_resnet@{weights}")
-    image_set = ImageSet.objects.create(name="few", origin=ImageSet.Origin.DEMO)
-    candidates = [imagesets.ImageCandidate(f"{i}.png", None, png_bytes(i)) for i in range(6)]
-    services.do_import_images(image_set, candidates, imagesets.ImportReport())
-    return network, image_set
 
 
 def test_the_job_makes_a_network_whose_source_loads_its_fine_tuned_weights(

@@ -55,6 +55,8 @@ DATA_DEPENDENT = {
     "POST /api/v1/researcher/atlas/jobs/",
     "POST /api/v1/researcher/atlas/spectra/",
     "POST /api/v1/researcher/atlas/descriptions/",
+    # an LWTA fine-tune: a base network and image set that must exist, modules it must have
+    "POST /api/v1/researcher/atlas/lwta/",
 }
 
 

@@ -39,7 +39,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "ACTIVATIONS",
     "ACTIVATION_TYPES",
+    "activation_inventory",
     "FineTuneConfig",
     "FineTuneResult",
     "LWTA",
@@ -55,11 +57,15 @@ __all__ = [
     "lwta_modules",
     "lwta_report",
     "parse_class_index",
+    "replaceable_modules",
     "save_checkpoint",
+    "select_modules",
+    "teacher_logits",
 ]
 
-#: The activation modules an LWTA block replaces.
-ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.GELU)
+#: The activation modules an LWTA block replaces, by the name a researcher gives them.
+ACTIVATIONS: dict[str, type[nn.Module]] = {"ReLU": nn.ReLU, "ReLU6": nn.ReLU6, "GELU": nn.GELU}
+ACTIVATION_TYPES: tuple[type[nn.Module], ...] = tuple(ACTIVATIONS.values())
 
 
 class LWTAError(ValueError):
@@ -71,13 +77,15 @@ class LWTAConfig:
     """How a network becomes an LWTA network.
 
     ``modules``: names of activation modules, or of modules containing them (a block of
-    layers), to replace; empty means every ReLU/ReLU6/GELU of the network.
+    layers), to replace; empty means every activation of the network. ``types``: which kinds of
+    activation module (names of :data:`ACTIVATIONS`) are replaced.
     """
 
     block_size: int = 24  # U
     temperature: float = 1.67  # τ of the Gumbel-softmax while training
     modules: tuple[str, ...] = ()
     stochastic_inference: bool = False
+    types: tuple[str, ...] = tuple(ACTIVATIONS)
 
     def __post_init__(self) -> None:
         if self.block_size < 2:
@@ -85,13 +93,20 @@ class LWTAConfig:
         if self.temperature <= 0:
             raise LWTAError(f"temperature must be positive, got {self.temperature}")
         object.__setattr__(self, "modules", tuple(self.modules))
+        object.__setattr__(self, "types", tuple(self.types))
+        unknown = [t for t in self.types if t not in ACTIVATIONS]
+        if unknown or not self.types:
+            raise LWTAError(
+                f"module types must be some of {', '.join(ACTIVATIONS)}; got {list(self.types)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "modules": list(self.modules)}
+        return {**asdict(self), "modules": list(self.modules), "types": list(self.types)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LWTAConfig:
-        return cls(**{**data, "modules": tuple(data.get("modules", ()))})
+        types = tuple(data.get("types", ACTIVATIONS))  # checkpoints before `types`: all kinds
+        return cls(**{**data, "modules": tuple(data.get("modules", ())), "types": types})
 
 
 class LWTA(nn.Module):
@@ -149,18 +164,40 @@ def _selected(name: str, wanted: tuple[str, ...]) -> bool:
     return not wanted or any(name == w or name.startswith(w + ".") for w in wanted)
 
 
+def activation_inventory(module: nn.Module) -> list[tuple[str, str]]:
+    """``(module name, activation type)`` of every ReLU, ReLU6 and GELU module, in definition
+    order: what a conversion can choose from (small enough to keep per network)."""
+    inventory = []
+    for name, child in module.named_modules():
+        kind = next((k for k, cls in ACTIVATIONS.items() if isinstance(child, cls)), None)
+        if kind is not None:
+            inventory.append((name, kind))
+    return inventory
+
+
+def select_modules(inventory: list[tuple[str, str]], config: LWTAConfig) -> list[str]:
+    """The names of the activation modules ``config`` chooses from an
+    :func:`activation_inventory`; raises LWTAError when there are none: the conversion would
+    change nothing."""
+    names = [
+        name for name, kind in inventory if kind in config.types and _selected(name, config.modules)
+    ]
+    if not names:
+        chosen = ", ".join(config.modules) or "the network"
+        raise LWTAError(f"no {' or '.join(config.types)} module under {chosen} to replace")
+    return names
+
+
+def replaceable_modules(module: nn.Module, config: LWTAConfig) -> list[str]:
+    """The names of the activation modules ``config`` chooses in ``module``."""
+    return select_modules(activation_inventory(module), config)
+
+
 def convert_to_lwta(module: nn.Module, config: LWTAConfig) -> tuple[nn.Module, list[str]]:
     """A copy of ``module`` with its chosen activations replaced by LWTA blocks, and the names of
     the replaced modules (in forward-definition order). Every weight is left unchanged."""
     converted = copy.deepcopy(module)
-    names = [
-        name
-        for name, child in converted.named_modules()
-        if isinstance(child, ACTIVATION_TYPES) and _selected(name, config.modules)
-    ]
-    if not names:
-        chosen = ", ".join(config.modules) or "the network"
-        raise LWTAError(f"no ReLU, ReLU6 or GELU module under {chosen} to replace")
+    names = replaceable_modules(converted, config)
     for name in names:
         parent_name, _, attribute = name.rpartition(".")
         parent = converted.get_submodule(parent_name) if parent_name else converted
@@ -198,7 +235,10 @@ class FineTuneConfig:
     ``distill_temperature``, scaled by its square) ``+ ce_weight · cross-entropy`` on labelled
     images; ``batch_size`` images drawn without replacement per step from a generator seeded by
     ``seed`` and the step, so a resumed run draws the same batches. BatchNorm statistics stay
-    frozen (the student runs in eval mode; only its LWTA blocks draw stochastic winners)."""
+    frozen (the student runs in eval mode; only its LWTA blocks draw stochastic winners).
+    ``freeze_prefix``: the weights of the modules that run before the first LWTA block stay as
+    they are (those layers keep the original's activations exactly, and no gradient flows
+    through them: much cheaper when only late layers are converted)."""
 
     steps: int = 300
     batch_size: int = 16
@@ -209,6 +249,7 @@ class FineTuneConfig:
     distill_temperature: float = 1.0
     checkpoint_every: int = 50
     seed: int = 0
+    freeze_prefix: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
@@ -220,11 +261,14 @@ class FineTuneConfig:
 @dataclass
 class FineTuneResult:
     """``curve`` (the training curve): one ``{"step", "loss", "kl", "ce"}`` per step done
-    (``ce`` None in batches without labels)."""
+    (``ce`` None in batches without labels). ``steps_run``: the steps this call computed
+    (``steps_done - resumed_from``); ``trained_parameters``: how many weights it trained."""
 
     steps_done: int
     curve: list[dict[str, float | None]] = field(default_factory=list)
     resumed_from: int = 0
+    steps_run: int = 0
+    trained_parameters: int = 0
     seconds: float = 0.0
     images_per_second: float = 0.0
 
@@ -262,6 +306,45 @@ def config_of(module: nn.Module) -> LWTAConfig:
         modules=tuple(name for name, _ in blocks),
         stochastic_inference=first.stochastic_inference,
     )
+
+
+def _prefix_parameters(student: nn.Module, example: Tensor) -> set[int]:
+    """ids of the weights of the modules that finish before the first LWTA block does, in one
+    forward pass of ``example`` (execution order: definition order can differ)."""
+    finished: list[nn.Module] = []
+    handles = [
+        child.register_forward_hook(lambda module, _i, _o: finished.append(module))
+        for _, child in student.named_modules()
+    ]
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            student(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    first = next(i for i, module in enumerate(finished) if isinstance(module, LWTA))
+    before = {id(m) for m in finished[:first]} - {id(m) for m in finished[first:]}
+    return {
+        id(p) for m in student.modules() if id(m) in before for p in m.parameters(recurse=False)
+    }
+
+
+def _trainable(student: nn.Module, example: Tensor, config: FineTuneConfig) -> list[nn.Parameter]:
+    frozen = _prefix_parameters(student, example) if config.freeze_prefix else set()
+    trainable = []
+    for parameter in student.parameters():
+        parameter.requires_grad_(id(parameter) not in frozen)
+        if id(parameter) not in frozen:
+            trainable.append(parameter)
+    return trainable
+
+
+@torch.no_grad()
+def teacher_logits(teacher: nn.Module, images: Tensor, batch_size: int = 32) -> Tensor:
+    """``[N, classes]``: the teacher's outputs on ``images: [N, 3, H, W]`` (eval mode), computed
+    once for the whole run: the teacher never changes."""
+    teacher.eval()
+    return _logits(teacher, images, batch_size)
 
 
 def _student_mode(student: nn.Module) -> None:
@@ -304,6 +387,7 @@ def fine_tune(
     checkpoint_path: str | None = None,
     extra: dict[str, Any] | None = None,
     progress: Callable[[int, int, float], None] | None = None,
+    targets: Tensor | None = None,
 ) -> FineTuneResult:
     """Distil ``teacher`` into ``student`` (in place) on ``images: [N, 3, H, W]``.
 
@@ -311,16 +395,19 @@ def fine_tune(
     a checkpoint there is resumed (weights, optimizer, step, curve) and a new one is saved every
     ``checkpoint_every`` steps and at the end; ``extra`` is stored in it as it is (e.g. the
     LWTA config and the base network's source). ``progress(step, steps, loss)`` after each step.
+    ``targets: [N, classes]``: the teacher's outputs on ``images`` when already computed
+    (:func:`teacher_logits`).
     """
     device = next(student.parameters()).device
     lwta_config = config_of(student)
-    for parameter in student.parameters():
-        parameter.requires_grad_(True)
-    teacher.eval()
+    if targets is None:
+        targets = teacher_logits(teacher, images)
+    _student_mode(student)  # before the pass that finds the prefix: BatchNorm must not learn
+    trainable = _trainable(student, images[:1].to(device), config)
     optimizer = torch.optim.AdamW(
-        student.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        trainable, lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    result = FineTuneResult(steps_done=0)
+    result = FineTuneResult(steps_done=0, trained_parameters=sum(p.numel() for p in trainable))
     if checkpoint_path and os.path.isfile(checkpoint_path):
         state = load_checkpoint(checkpoint_path)
         student.load_state_dict(state["state_dict"])
@@ -342,24 +429,22 @@ def fine_tune(
             }
             save_checkpoint(checkpoint_path, payload)
 
-    _student_mode(student)
     started = time.perf_counter()
     seen = 0
     for step in range(result.steps_done, config.steps):
         indices = _batch_indices(images.shape[0], config, step)
         batch = images[indices].to(device)
         batch_labels = labels[indices].to(device) if labels is not None else None
-        with torch.no_grad():
-            teacher_logits = teacher(batch)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed * 7_919 + step)  # the Gumbel draws repeat on resume
             student_logits = student(batch)
-        loss, kl, ce = _loss(student_logits, teacher_logits, batch_labels, config)
+        loss, kl, ce = _loss(student_logits, targets[indices].to(device), batch_labels, config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         seen += batch.shape[0]
         result.steps_done = step + 1
+        result.steps_run += 1
         result.curve.append({"step": step + 1, "loss": float(loss.detach()), "kl": kl, "ce": ce})
         if result.steps_done % config.checkpoint_every == 0 or result.steps_done == config.steps:
             save()
@@ -410,9 +495,11 @@ def lwta_report(
     images: Tensor,
     labels: Tensor | None = None,
     batch_size: int = 32,
+    targets: Tensor | None = None,
 ) -> LWTAReport:
     """Compare ``student`` (an LWTA network, in eval mode: argmax winners) with ``teacher`` on
-    ``images: [N, 3, H, W]``; ``labels: [N]`` class indices, -1 where unknown."""
+    ``images: [N, 3, H, W]``; ``labels: [N]`` class indices, -1 where unknown; ``targets``: the
+    teacher's outputs on ``images`` when already computed."""
     student.eval()
     teacher.eval()
     blocks = dict(lwta_modules(student))
@@ -423,7 +510,9 @@ def lwta_report(
     finally:
         for block in blocks.values():
             block.tracking = False
-    teacher_top = _logits(teacher, images, batch_size).argmax(dim=-1)
+    if targets is None:
+        targets = teacher_logits(teacher, images, batch_size)
+    teacher_top = targets.argmax(dim=-1)
     known = labels >= 0 if labels is not None else torch.zeros(len(images), dtype=torch.bool)
     labelled = int(known.sum())
 
