@@ -346,8 +346,11 @@ def do_queue_exemplar_jobs(
     user: Researcher = None,
     k: int = 200,
     send: bool = True,
+    bands: list[list[float]] | None = None,
+    band_size: int = 20,
 ) -> list[Job]:
-    """One exemplar job per (network, image set): all its unit sets share one streaming pass."""
+    """One exemplar job per (network, image set): all its unit sets share one streaming pass;
+    `bands` ([[lower, upper] in percent]) are drawn beside the default quantile bands."""
     problems = [f"{u}: fit it first." for u in unit_sets if not u.is_ready]
     problems += [f"{u}: choose an image set." for u in unit_sets if u.image_set_id is None]
     if problems:
@@ -359,7 +362,13 @@ def do_queue_exemplar_jobs(
     return [
         do_queue_job(
             Job.Kind.COMPUTE_EXEMPLARS,
-            {"network": network, "image_set": image_set, "unit_sets": ids, "k": k},
+            {
+                "network": network,
+                "image_set": image_set,
+                "unit_sets": ids,
+                "k": k,
+                **({"bands": bands, "band_size": band_size} if bands else {}),
+            },
             user,
             send,
         )

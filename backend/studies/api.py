@@ -41,7 +41,8 @@ class ConditionSerializer(StrictModelSerializer):
     class Meta:
         model = Condition
         fields = ["name", "explanation", "n_references", "sides", "query_selection",
-                  "visualization_preset", "unit_group", "exclusion_rules"]  # fmt: skip
+                  "visualization_preset", "unit_group", "exclusion_rules", "reference_band",
+                  "query_band"]  # fmt: skip
 
 
 class StudySerializer(StrictModelSerializer):
