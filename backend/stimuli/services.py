@@ -174,6 +174,7 @@ def do_import_images(
                 "label": candidate.label or "",
                 "original_name": candidate.name,
                 "source": candidate.source or "",
+                "attributes": dict(candidate.attributes),
             },
         )
         if created:
@@ -234,14 +235,17 @@ def image_set_archive(image_set: ImageSet) -> Any:
     handle = tempfile.TemporaryFile()  # noqa: SIM115 - returned open; the response closes it
     table = io.StringIO()
     writer = csv.writer(table)
-    writer.writerow(["name", "label", "source"])  # cells escaped against formulas, read back
+    members = image_set.members.select_related("image").order_by("position")
+    columns = sorted({column for m in members for column in (m.attributes or {})})
+    # cells escaped against formulas, read back; then the images' attributes (if any)
+    writer.writerow(["name", "label", "source", *columns])
     with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
-        members = image_set.members.select_related("image").order_by("position")
         for member in members:
             name = member.original_name or _default_name(member)
             with default_storage.open(str(member.image.file.name), "rb") as image:
                 archive.writestr(name, image.read())
-            writer.writerow(csvcells.safe_row([name, member.label, member.source]))
+            values = [str((member.attributes or {}).get(column, "")) for column in columns]
+            writer.writerow(csvcells.safe_row([name, member.label, member.source, *values]))
         archive.writestr(imagesets.IMAGES_CSV, table.getvalue())
     handle.seek(0)
     return handle
