@@ -30,7 +30,8 @@ STUDY_SKIPPED = {"id", "owner", "state", "pilot_token", "completion_code", "imag
                  "created_at", "updated_at", "launched_at", "built_at", "preset"}  # fmt: skip
 CONDITION_FIELDS = ("position", "name", "explanation", "n_references", "sides",
                     "query_selection", "visualization_preset", "unit_group",
-                    "exclusion_rules", "shows_description")  # fmt: skip
+                    "exclusion_rules", "shows_description", "reference_band",
+                    "query_band")  # fmt: skip
 DISPLAY_FIELDS = ("kind", "correct_query", "query_source", "description")
 TRIAL_FIELDS = ("index", "is_catch", "block", "response_number")
 IMAGE_LISTS = ("references_min", "references_max", "queries")

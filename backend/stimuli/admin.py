@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import (
     FileResponse,
@@ -23,7 +24,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from backend.stimuli import access, jobkinds, queries, services
+from backend.stimuli import access, attributes, jobkinds, queries, services
 from backend.stimuli.admin_access import CatalogueScoped
 from backend.stimuli.models import (
     ExemplarSet,
@@ -101,6 +102,15 @@ class LayerAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg]
 
 class ImageSetForm(forms.ModelForm):  # type: ignore[type-arg]
     zip_file = forms.FileField(required=False, help_text="for an uploaded ZIP (ImageFolder layout)")
+    attributes_csv = forms.FileField(
+        required=False,
+        label="attributes CSV",
+        help_text=(
+            "optional, once imported: per-image attributes beyond the label, a 'name' column "
+            "(each image's path as imported) and one column per attribute; an empty cell "
+            "removes that attribute (docs/stimuli.md)"
+        ),
+    )
 
     class Meta:
         model = ImageSet
@@ -114,14 +124,30 @@ class ImageSetForm(forms.ModelForm):  # type: ignore[type-arg]
             self.add_error("zip_file", "Upload the ZIP archive.")
         if origin == ImageSet.Origin.FOLDER and not cleaned.get("source"):
             self.add_error("source", "Give the folder's path on the worker machines.")
+        self._check_attributes(cleaned.get("attributes_csv"))
         return cleaned
+
+    def _check_attributes(self, upload: Any) -> None:
+        """The attributes CSV parses and names only this set's images (else nothing is saved)."""
+        if upload is None:
+            return
+        if not self.instance.pk:
+            self.add_error("attributes_csv", "Add attributes once the images are imported.")
+            return
+        try:
+            with transaction.atomic():
+                attributes.do_set_image_attributes(self.instance, upload.read())
+                transaction.set_rollback(True)  # a dry run: save_model applies it
+        except ValidationError as err:
+            self.add_error("attributes_csv", err.messages)
+        upload.seek(0)
 
 
 @admin.register(ImageSet)
 class ImageSetAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg]
     form = ImageSetForm
     list_display = ["name", "origin", "image_count", "source_count", "owner", "created_at"]
-    readonly_fields = ["owner", "report", "preview"]
+    readonly_fields = ["owner", "report", "attribute_table", "preview"]
     actions = ["download_archive", "share"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
@@ -165,9 +191,35 @@ class ImageSetAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg
         members = image_set.members.select_related("image")[:24]
         return image_grid((m.image, m.source or m.label) for m in members)
 
+    @admin.display(description="attributes")
+    def attribute_table(self, image_set: ImageSet) -> SafeString:
+        summary = attributes.attribute_summary(image_set)
+        if not summary:
+            return format_html("<p>{}</p>", "none (upload an attributes CSV to add some)")
+        rows = format_html_join(
+            "",
+            "<tr><th>{}</th><td>{}</td><td>{}</td></tr>",
+            (
+                (column, sum(counts.values()),
+                 ", ".join(f"{value} ({n})" for value, n in counts.most_common(12))
+                 + (" …" if len(counts) > 12 else ""))
+                for column, counts in summary.items()
+            ),
+        )  # fmt: skip
+        return format_html(
+            "<table><tr><th>attribute</th><th>images</th><th>values</th></tr>{}</table>", rows
+        )
+
     def save_model(self, request: HttpRequest, obj: ImageSet, form: Any, change: bool) -> None:
         if change:
             obj.save()
+            upload = form.cleaned_data.get("attributes_csv")
+            if upload is not None:
+                done = attributes.do_set_image_attributes(obj, upload.read())
+                messages.info(
+                    request,
+                    f"Attributes {', '.join(done['columns'])} set on {done['images']} images.",  # type: ignore[arg-type]
+                )
             return
         upload = form.cleaned_data.get("zip_file")
         if upload is not None:

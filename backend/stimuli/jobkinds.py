@@ -177,7 +177,26 @@ def plan_exemplars(params: dict[str, Any]) -> list[ShardPlan]:
         raise ValidationError("name existing unit sets to compute exemplars for")
     if params.get("distinct_sources") not in (None, True, False):
         raise ValidationError("distinct_sources must be true or false")
+    exemplar_band_check(params)
     return image_ranges(params.get("image_set"), params)
+
+
+def exemplar_band_check(params: dict[str, Any]) -> None:
+    """`bands`: [[lower, upper], …] in percent (mid-range explanations); `band_size`: images
+    drawn per band."""
+    from backend.stimuli import bands
+
+    chosen = params.get("bands", [])
+    if not isinstance(chosen, list) or not all(
+        isinstance(pair, list) and len(pair) == 2 for pair in chosen
+    ):
+        raise ValidationError("bands must be a list of [lower, upper] pairs in percent")
+    for lower, upper in chosen:
+        try:
+            bands.parse_band(f"{lower}-{upper}")
+        except bands.BandError as err:
+            raise ValidationError(str(err)) from None
+    positive_int(params, "band_size", 20)
 
 
 def plan_visualizations(params: dict[str, Any]) -> list[ShardPlan]:

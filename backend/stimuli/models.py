@@ -160,6 +160,9 @@ class ImageSetMember(models.Model):
     label = models.CharField(max_length=200, blank=True)
     original_name = models.CharField(max_length=500, blank=True)
     source = models.CharField(max_length=500, blank=True, help_text="the photo it came from")
+    # What else is known of the image beyond its label ({column: value}, strings): images.csv's
+    # other columns at import, or an attributes CSV later (backend/stimuli/attributes.py).
+    attributes = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["image_set", "position"]

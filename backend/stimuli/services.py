@@ -174,6 +174,7 @@ def do_import_images(
                 "label": candidate.label or "",
                 "original_name": candidate.name,
                 "source": candidate.source or "",
+                "attributes": dict(candidate.attributes),
             },
         )
         if created:
@@ -234,14 +235,17 @@ def image_set_archive(image_set: ImageSet) -> Any:
     handle = tempfile.TemporaryFile()  # noqa: SIM115 - returned open; the response closes it
     table = io.StringIO()
     writer = csv.writer(table)
-    writer.writerow(["name", "label", "source"])  # cells escaped against formulas, read back
+    members = image_set.members.select_related("image").order_by("position")
+    columns = sorted({column for m in members for column in (m.attributes or {})})
+    # cells escaped against formulas, read back; then the images' attributes (if any)
+    writer.writerow(["name", "label", "source", *columns])
     with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
-        members = image_set.members.select_related("image").order_by("position")
         for member in members:
             name = member.original_name or _default_name(member)
             with default_storage.open(str(member.image.file.name), "rb") as image:
                 archive.writestr(name, image.read())
-            writer.writerow(csvcells.safe_row([name, member.label, member.source]))
+            values = [str((member.attributes or {}).get(column, "")) for column in columns]
+            writer.writerow(csvcells.safe_row([name, member.label, member.source, *values]))
         archive.writestr(imagesets.IMAGES_CSV, table.getvalue())
     handle.seek(0)
     return handle
@@ -350,8 +354,11 @@ def do_queue_exemplar_jobs(
     user: Researcher = None,
     k: int = 200,
     send: bool = True,
+    bands: list[list[float]] | None = None,
+    band_size: int = 20,
 ) -> list[Job]:
-    """One exemplar job per (network, image set): all its unit sets share one streaming pass."""
+    """One exemplar job per (network, image set): all its unit sets share one streaming pass;
+    `bands` ([[lower, upper] in percent]) are drawn beside the default quantile bands."""
     problems = [f"{u}: fit it first." for u in unit_sets if not u.is_ready]
     problems += [f"{u}: choose an image set." for u in unit_sets if u.image_set_id is None]
     if problems:
@@ -363,7 +370,13 @@ def do_queue_exemplar_jobs(
     return [
         do_queue_job(
             Job.Kind.COMPUTE_EXEMPLARS,
-            {"network": network, "image_set": image_set, "unit_sets": ids, "k": k},
+            {
+                "network": network,
+                "image_set": image_set,
+                "unit_sets": ids,
+                "k": k,
+                **({"bands": bands, "band_size": band_size} if bands else {}),
+            },
             user,
             send,
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from backend.stimuli import services
+from backend.stimuli import bands, services
 from backend.stimuli.jobs import JobFailed, KindWork, ProgressReporter, ShardOutput, load_state
 from backend.stimuli.models import Image, ImageSet, Job, Network, Shard, Unit, UnitSet
 from worker.pipelines import imagesets
@@ -282,6 +282,19 @@ def exemplar_config(job: Job, image_set: ImageSet) -> Any:
     return exemplars.ExemplarConfig(
         k=min(int(job.params.get("k", 200)), n_images),
         distinct_sources=image_set.has_sources if distinct is None else bool(distinct),
+        bands=exemplars.DEFAULT_BANDS + extra_bands(job.params.get("bands") or []),
+        band_size=int(job.params.get("band_size", 20)),
+    )
+
+
+def extra_bands(pairs: list[list[float]]) -> tuple[Any, ...]:
+    """The job's chosen activation bands ([[lower, upper] in percent, …]; mid-range
+    explanations, backend/stimuli/bands.py) as the pass's quantile bands."""
+    from worker.pipelines import exemplars
+
+    chosen = [bands.ActivationBand(float(lower), float(upper)) for lower, upper in pairs]
+    return tuple(
+        exemplars.QuantileBand(band.name, *band.quantiles) for band in dict.fromkeys(chosen)
     )
 
 

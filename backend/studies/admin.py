@@ -131,7 +131,7 @@ class ConditionInline(StudyPartInline):
     model = Condition
     fields = ["position", "name", "explanation", "n_references", "sides", "query_selection",
               "visualization_preset", "unit_group", "exclusion_rules",
-              "shows_description"]  # fmt: skip
+              "shows_description", "reference_band", "query_band"]  # fmt: skip
     extra = 0
     # Narrow widgets: the row fits a laptop screen (the defaults made it about 2,400 px wide).
     NARROW = {
@@ -141,6 +141,8 @@ class ConditionInline(StudyPartInline):
         "visualization_preset": forms.TextInput(attrs={"size": 6}),
         "unit_group": forms.NumberInput(attrs={"style": "width:3em"}),
         "exclusion_rules": forms.Textarea(attrs={"rows": 2, "cols": 16}),
+        "reference_band": forms.TextInput(attrs={"size": 7}),
+        "query_band": forms.TextInput(attrs={"size": 7}),
     }
 
     class Media:

@@ -43,7 +43,7 @@ class ConditionSerializer(StrictModelSerializer):
         model = Condition
         fields = ["name", "explanation", "n_references", "sides", "query_selection",
                   "visualization_preset", "unit_group", "exclusion_rules",
-                  "shows_description"]  # fmt: skip
+                  "shows_description", "reference_band", "query_band"]  # fmt: skip
 
 
 class CatalogueRelatedField(serializers.PrimaryKeyRelatedField):  # type: ignore[type-arg]

@@ -26,6 +26,10 @@ MISSING_TEXT = {
         "no description to show (describe their unit sets first: atlas, job describe_units; "
         "docs/descriptions.md)"
     ),
+    "activation_bands": (
+        "no exemplars in the conditions' activation bands (compute the exemplars with those bands)"
+    ),
+    "band_too_small": "too few images in the conditions' activation bands",
     "too_few_sources": (
         "too few distinct source photos among their exemplars for the references beside the "
         "queries' photos"
@@ -242,7 +246,38 @@ def _refuse_missing(
         message = missing_message(study, missing, units)
         if "too_few_sources" in missing:
             message += " " + sources_message(study, conditions, stimuli, missing["too_few_sources"])
+        if "band_too_small" in missing:
+            message += " " + bands_message(study, conditions, stimuli, missing["band_too_small"])
         raise BuildRefused(message, missing)
+
+
+def bands_message(
+    study: Study,
+    conditions: list[Condition],
+    stimuli: dict[int, content.UnitStimuli],
+    unit_ids: list[int],
+) -> str:
+    """Per too-small band: how many images it must hold and how many the first units' hold."""
+    names = {u.pk: str(u) for u in Unit.objects.filter(pk__in=unit_ids).select_related("unit_set")}
+    found: dict[tuple[str, str, str, int], list[str]] = {}
+    for unit in unit_ids:
+        for condition in conditions:
+            for short in content.band_shortfalls(study.paradigm, condition, stimuli[unit]):
+                if short.have is not None:
+                    key = (condition.name, str(short.band), short.use, short.need)
+                    found.setdefault(key, []).append(f"{names[unit]} has {short.have}")
+    parts = []
+    for (name, band, use, need), have in found.items():
+        unit = "distinct photos" if study.image_set and study.image_set.has_sources else "images"
+        why = "references beside the trial's queries" if use == "references" else "query"
+        parts.append(
+            f"Condition {name!r} needs {need} {unit} in the band {band} for its {why}: "
+            f"{'; '.join(have[:5])}{' …' if len(have) > 5 else ''}."
+        )
+    return (
+        " ".join(parts) + " Widen the band, show fewer references, import a larger image set, "
+        "or compute the exemplars with more images per band (band_size)."
+    )
 
 
 def sources_message(

@@ -25,6 +25,12 @@ Conventions (from the published studies):
   or a blurred version has its base image's), so no trial is answered by spotting a copy. The
   references are the usual ones without such images, topped up from the rest of the list in
   rank order; a unit with too few distinct photos is refused (`too_few_sources`).
+- activation bands (`Condition.reference_band`, `query_band`; backend/stimuli/bands.py): a
+  banded side's natural references are a seeded draw (per unit, band and response number) from
+  the exemplar set's band of that name, never topped up from outside it; a banded side's query
+  is picked from its band as the band rule does. A band the exemplars lack is missing
+  (`activation_bands`); one holding too few images (distinct photos) for the references beside
+  the queries is refused with the numbers (`band_too_small`, `band_shortfalls`).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backend.atlas.models import Description
+from backend.stimuli import bands
 from backend.stimuli.models import ExemplarSet, ImageSetMember, OcclusionMap, Visualization
 from backend.studies.models import Condition, Paradigm
 
@@ -199,12 +206,46 @@ def _condition_needs(
             needs.add("blurred")
     if sources_needed(paradigm, condition) > available_sources(stimuli, condition):
         needs.add("too_few_sources")
+    for shortfall in band_shortfalls(paradigm, condition, stimuli):
+        needs.add("activation_bands" if shortfall.have is None else "band_too_small")
     return needs
 
 
 def shows_description(paradigm: str, condition: Condition) -> bool:
     """Whether the condition's trials show the unit's description (description_choice only)."""
     return paradigm == Paradigm.DESCRIPTION_CHOICE and condition.shows_description
+
+
+@dataclass(frozen=True)
+class BandShortfall:
+    """A condition's band that cannot serve a unit: absent (`have` None) or too small."""
+
+    band: bands.ActivationBand
+    use: str  # "references" or "queries"
+    need: int  # images (distinct photos where the image set names them)
+    have: int | None
+
+
+def band_shortfalls(
+    paradigm: str, condition: Condition, stimuli: UnitStimuli
+) -> list[BandShortfall]:
+    """The condition's bands this unit's exemplar set lacks or holds too few images in: a
+    reference band needs the references beside the queries' photos, a query band one image."""
+    assert stimuli.exemplar_set is not None
+    stored = stimuli.exemplar_set.bands or {}
+    wanted = [(b, "references", sources_needed(paradigm, condition))
+              for b in bands.parse_sides(condition.reference_band).bands()]  # fmt: skip
+    if paradigm == Paradigm.REFERENCE_CHOICE:
+        wanted += [(b, "queries", 1) for b in bands.parse_sides(condition.query_band).bands()]
+    shortfalls = []
+    for band, use, need in wanted:
+        if band.name not in stored:
+            shortfalls.append(BandShortfall(band, use, need, None))
+            continue
+        have = stimuli.distinct_sources(stored[band.name].get("images", []))
+        if have < need:
+            shortfalls.append(BandShortfall(band, use, need, have))
+    return shortfalls
 
 
 def sources_needed(paradigm: str, condition: Condition) -> int:
@@ -219,8 +260,9 @@ def sources_needed(paradigm: str, condition: Condition) -> int:
 def available_sources(stimuli: UnitStimuli, condition: Condition) -> int:
     """Distinct source photos in the lists the condition's natural references come from."""
     assert stimuli.exemplar_set is not None
-    count = stimuli.distinct_sources(stimuli.exemplar_set.top)
-    if condition.sides == Condition.Sides.MIN_MAX:
+    banded = bands.parse_sides(condition.reference_band)  # bands: see band_shortfalls
+    count = stimuli.distinct_sources(stimuli.exemplar_set.top) if banded.max is None else 10**9
+    if condition.sides == Condition.Sides.MIN_MAX and banded.min is None:
         count = min(count, stimuli.distinct_sources(stimuli.exemplar_set.bottom))
     return count
 
@@ -309,6 +351,51 @@ def _natural_queries(
     return high, low, top, bottom, source
 
 
+def _band_queries(
+    condition: Condition,
+    exemplar_set: ExemplarSet,
+    response_number: int,
+    high: int,
+    low: int,
+    source: dict[str, Any],
+) -> tuple[int, int, dict[str, Any]]:
+    """The queries of the condition's banded sides, each picked from its band."""
+    sides = bands.parse_sides(condition.query_band)
+    if not sides.bands():
+        return high, low, source
+    salt = f"{exemplar_set.pk}:query-band:{condition.query_band}"
+    source = {**source, "query_band": condition.query_band}
+    if sides.max is not None:
+        source["max_at"], high = _pick(_band(exemplar_set, sides.max.name), response_number, salt)
+    if sides.min is not None:
+        source["min_at"], low = _pick(
+            _band(exemplar_set, sides.min.name), response_number, salt + ":low"
+        )
+    return high, low, source
+
+
+def _natural_side(
+    stimuli: UnitStimuli,
+    condition: Condition,
+    side: str,
+    candidates: list[int],
+    shown: tuple[int, ...],
+    response_number: int,
+) -> list[int]:
+    """One side's natural references in order: from the side's band when the condition names
+    one (a seeded draw per response number), else the candidates topped up from the side's
+    extremes; never a query or a query's photo."""
+    exemplar_set = stimuli.exemplar_set
+    assert exemplar_set is not None
+    band = getattr(bands.parse_sides(condition.reference_band), side)
+    if band is None:
+        ranked = exemplar_set.top if side == "max" else exemplar_set.bottom
+        return _apart(stimuli, candidates, ranked, shown)
+    pool = _band(exemplar_set, band.name)
+    random.Random(f"{exemplar_set.pk}:{band.name}:{response_number}").shuffle(pool)
+    return _apart(stimuli, pool, [], shown)
+
+
 def _references(
     condition: Condition,
     stimuli: UnitStimuli,
@@ -368,8 +455,9 @@ def _reference_content(
     exemplar_set = stimuli.exemplar_set
     assert exemplar_set is not None
     high, low, top, bottom, source = _natural_queries(condition, exemplar_set, response_number)
-    top = _apart(stimuli, top, exemplar_set.top, (high, low))
-    bottom = _apart(stimuli, bottom, exemplar_set.bottom, (high, low))
+    high, low, source = _band_queries(condition, exemplar_set, response_number, high, low, source)
+    top = _natural_side(stimuli, condition, "max", top, (high, low), response_number)
+    bottom = _natural_side(stimuli, condition, "min", bottom, (high, low), response_number)
     references_max = _references(condition, stimuli, top, True, rng, (high, low))
     references_min: list[int] = []
     if condition.sides == Condition.Sides.MIN_MAX:
@@ -400,7 +488,7 @@ def _occlusion_content(
     maps = stimuli.usable_maps()
     _, occlusion_map = _pick(maps, response_number, f"occlusion:{stimuli.exemplar_set.unit_id}")
     base = occlusion_map.base_image_id
-    natural = _apart(stimuli, [], stimuli.exemplar_set.top, (base,))
+    natural = _natural_side(stimuli, condition, "max", [], (base,), response_number)
     references_max = _references(condition, stimuli, natural, True, rng, (base,))
     queries, correct_query, order = _in_order(
         occlusion_map.occluded_at_max_id, occlusion_map.occluded_at_min_id, rng

@@ -304,6 +304,25 @@ class Condition(models.Model):
     visualization_preset = models.CharField(
         max_length=32, blank=True, help_text="synthetic references: the Visualization preset"
     )
+    # Mid-range explanations (O'Mahony et al. 2025; backend/stimuli/bands.py): "MIN/MAX" bands
+    # in percent, one side alone being the max side's; empty: the unit's extremes.
+    reference_band = models.CharField(
+        max_length=24,
+        blank=True,
+        help_text=(
+            "optional: natural references from an activation band instead of the extremes, in "
+            "percent, e.g. 40-60 (max side) or 0-10/40-60 (min side/max side); needs exemplars "
+            "computed with that band"
+        ),
+    )
+    query_band = models.CharField(
+        max_length=24,
+        blank=True,
+        help_text=(
+            "optional: queries from activation bands instead of the query rule, e.g. 40-60/90-100 "
+            "(min query/max query); a side left empty keeps the rule's query"
+        ),
+    )
     unit_group = models.PositiveSmallIntegerField(
         null=True,
         blank=True,

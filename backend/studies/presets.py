@@ -245,6 +245,21 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
+# O'Mahony, Nikolov & O'Sullivan 2025 (WACV; arXiv 2411.10019): a unit's non-extremal
+# activations show associations its extremes hide. IMI's design, between participants, with
+# maximally activating references only so the two conditions differ in nothing but where the
+# references come from: the top of the unit's range, or its 40-60 % band. The queries are
+# IMI's in both (the most extreme image of a batch). Exemplars need the band: the builder
+# refuses (and queues the exemplar pass with it) until they have it. docs/midrange.md.
+PRESETS["omahony2025-extremal-vs-midrange"] = Preset(
+    "O'Mahony et al. 2025: extremal vs mid-range (40–60 %) natural references, IMI's trial",
+    IMI_FIELDS,
+    [
+        _natural("extremal", sides="max_only"),
+        {**_natural("midrange", sides="max_only"), "reference_band": "40-60"},
+    ],
+)
+
 PRESET_CHOICES = [("", "— none —")] + [(name, preset.title) for name, preset in PRESETS.items()]
 
 

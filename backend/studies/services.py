@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from backend.stimuli import bands
 from backend.stimuli import services as stimuli_services
 from backend.stimuli.models import Image, Job, UnitSet
 from backend.studies import builder, content, presets, readiness
@@ -314,11 +315,11 @@ def do_queue_missing_stimuli(
 ) -> list[Job]:
     """Queue the jobs that compute what `BuildRefused.missing` lists."""
     jobs: list[Job] = []
-    if "exemplars" in missing or "imi_batches" in missing or "bands" in missing:
-        needs = ("exemplars", "imi_batches", "bands")
+    needs = ("exemplars", "imi_batches", "bands", "activation_bands", "band_too_small")
+    if any(need in missing for need in needs):
         unit_ids = {unit for need in needs for unit in missing.get(need, [])}
         unit_sets = list(UnitSet.objects.filter(units__in=unit_ids).distinct())
-        jobs += stimuli_services.do_queue_exemplar_jobs(unit_sets, user)
+        jobs += stimuli_services.do_queue_exemplar_jobs(unit_sets, user, **_exemplar_bands(study))
     for need, units in missing.items():
         if need.startswith("visualizations:"):
             preset = need.split(":", 1)[1] or "lucent"
@@ -331,6 +332,19 @@ def do_queue_missing_stimuli(
         params = {"units": occlusion_units, "occluder_fraction": 0.4, "stride": 2}
         jobs.append(stimuli_services.do_queue_job(Job.Kind.COMPUTE_OCCLUSION, params, user))
     return jobs
+
+
+def _exemplar_bands(study: Study) -> dict[str, Any]:
+    """The exemplar pass's extra bands for the study's conditions' bands, with enough images
+    per band for the largest number of references (beside two queries)."""
+    conditions = list(study.conditions.all())
+    chosen = bands.exemplar_band_params(
+        [c.reference_band for c in conditions] + [c.query_band for c in conditions]
+    )
+    if not chosen:
+        return {}
+    band_size = max([20] + [c.n_references + 2 for c in conditions])
+    return {"bands": chosen, "band_size": band_size}
 
 
 def _n_visualizations(study: Study) -> int:

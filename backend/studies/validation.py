@@ -10,6 +10,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from backend.analysis.exclusion_rules import IMI_RULES, ExclusionRules
+from backend.stimuli import bands
 
 if TYPE_CHECKING:
     from backend.studies.models import Condition, Study
@@ -147,9 +148,37 @@ def condition_errors(condition: Condition) -> dict[str, str]:
         errors["n_references"] = "Show at least one reference image, or choose 'none'."
     if explanation == "mixed" and condition.n_references != 9:
         errors["n_references"] = "The mixed condition shows 9 references (5 natural + 4 synthetic)."
+    errors.update(band_errors(condition))
     if condition.exclusion_rules is not None:
         try:
             exclusion_rules_from_json(condition.exclusion_rules)
         except ValueError as err:
             errors["exclusion_rules"] = str(err)
+    return errors
+
+
+def band_errors(condition: Condition) -> dict[str, str]:
+    """The condition's activation bands parse; references from a band are natural ones; a
+    query band has a right answer."""
+    errors: dict[str, str] = {}
+    try:
+        reference = bands.parse_sides(condition.reference_band)
+        if reference.bands() and condition.explanation not in ("natural", "mixed"):
+            errors["reference_band"] = (
+                "References from an activation band are natural exemplars: choose the natural "
+                "or mixed explanation, or leave the band empty."
+            )
+        if reference.min is not None and condition.sides == "max_only":
+            errors["reference_band"] = (
+                "The condition shows maximally activating references only: give the max side's "
+                "band alone (e.g. 40-60)."
+            )
+    except bands.BandError as err:
+        errors["reference_band"] = str(err)
+    try:
+        query_error = bands.query_band_error(bands.parse_sides(condition.query_band))
+        if query_error:
+            errors["query_band"] = query_error
+    except bands.BandError as err:
+        errors["query_band"] = str(err)
     return errors

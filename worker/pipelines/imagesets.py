@@ -12,7 +12,9 @@ files directly under the root have no label. A ZIP whose entries all sit in one 
 An ``images.csv`` at the root describes the images: a ``name`` column (the path as above, e.g.
 ``cat/x.jpg``) and a ``source`` column naming the photo each image was derived from (crops,
 flips and rotations of one photo share it), so exemplars and trials can keep one image per
-photo. Without it, a naming rule can give the source (:func:`with_source_rule`).
+photo. Without it, a naming rule can give the source (:func:`with_source_rule`). Its other
+columns (beyond ``name``, ``label`` and ``source``) are the images' attributes: what else is
+known of each image (a confound's value, a group), for the analyses.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ __all__ = [
 ]
 
 IMAGES_CSV = "images.csv"
+TABLE_COLUMNS = frozenset({"name", "label", "source"})  # images.csv's columns that are no attribute
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF", "MPO"})
@@ -79,6 +82,8 @@ class ImageCandidate:
     label: str | None
     data: bytes
     source: str | None = None  # the photo it was derived from (None: its own)
+    # images.csv's other columns (beyond name, label and source), non-empty cells only
+    attributes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,7 @@ def scan_folder(
     if not root_path.is_dir():
         raise ImageSetError(f"image folder not found: {root}")
     table = root_path / IMAGES_CSV
-    sources = _read_sources(table.read_bytes(), report) if table.is_file() else {}
+    sources = _read_table(table.read_bytes(), report) if table.is_file() else {}
     found: set[str] = set()
     for path in sorted(p for p in root_path.rglob("*") if p.is_file() or p.is_symlink()):
         parts = path.relative_to(root_path).parts
@@ -162,7 +167,7 @@ def scan_folder(
             report.skip(name, f"cannot read file ({error.strerror or type(error).__name__})")
             continue
         found.add(name)
-        yield ImageCandidate(name, _label_for(parts), data, sources.get(name))
+        yield _candidate(name, _label_for(parts), data, sources.get(name))
     _report_unmatched(sources, found, report)
 
 
@@ -202,24 +207,34 @@ def scan_zip(
                 report.skip(name, f"damaged archive entry ({type(error).__name__})")
                 continue
             found.add(name)
-            yield ImageCandidate(name, _label_for(parts), data, sources.get(name))
+            yield _candidate(name, _label_for(parts), data, sources.get(name))
         _report_unmatched(sources, found, report)
+
+
+def _candidate(
+    name: str, label: str | None, data: bytes, row: dict[str, str] | None
+) -> ImageCandidate:
+    """The candidate with what images.csv says of it: its source photo and attributes."""
+    row = row or {}
+    attributes = {k: v for k, v in row.items() if k not in TABLE_COLUMNS and v}
+    return ImageCandidate(name, label, data, row.get("source") or None, attributes)
 
 
 def _zip_sources(
     archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], strip: int, report: ImportReport
-) -> dict[str, str]:
+) -> dict[str, dict[str, str]]:
     for member in members:
         if "/".join(PurePosixPath(member.filename).parts[strip:]) == IMAGES_CSV:
             try:
-                return _read_sources(archive.read(member), report)
+                return _read_table(archive.read(member), report)
             except (zipfile.BadZipFile, OSError, EOFError) as error:
                 report.skip(IMAGES_CSV, f"damaged archive entry ({type(error).__name__})")
     return {}
 
 
-def _read_sources(data: bytes, report: ImportReport) -> dict[str, str]:
-    """``images.csv`` -> {image name: source}; a table without a ``name`` column is reported."""
+def _read_table(data: bytes, report: ImportReport) -> dict[str, dict[str, str]]:
+    """``images.csv`` -> {image name: {column: cell}} (source and attributes); a table without
+    a ``name`` column is reported."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -230,14 +245,17 @@ def _read_sources(data: bytes, report: ImportReport) -> dict[str, str]:
     if "name" not in columns:
         report.skip(IMAGES_CSV, "no 'name' column: no sources read")
         return {}
-    if "source" not in columns:
+    if not set(columns) - {"name", "label"}:
         return {}
-    sources = {}
+    table = {}
     for row in rows:
-        row = {(key or "").strip(): _unescape((value or "").strip()) for key, value in row.items()}
-        if row.get("name") and row.get("source"):
-            sources[row["name"].removeprefix("./")] = row["source"]
-    return sources
+        cells = {
+            (key or "").strip(): _unescape((value or "").strip()) for key, value in row.items()
+        }
+        cells = {key: value for key, value in cells.items() if key and key != "name"}
+        if row.get("name") and any(cells.get(k) for k in cells if k != "label"):
+            table[(row.get("name") or "").strip().removeprefix("./")] = cells
+    return table
 
 
 def _unescape(cell: str) -> str:
