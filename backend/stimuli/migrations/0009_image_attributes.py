@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('stimuli', '0007_population_unit_sets'),
+        ('stimuli', '0008_catalogue_owners'),
     ]
 
     operations = [
