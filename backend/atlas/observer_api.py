@@ -187,8 +187,6 @@ class ObserverCalibrate(APIView):
 
     def post(self, request: Request, pk: int) -> Response:
         observer = observer_or_404(request, pk)
-        study = study_or_404(request, body(request).get("study"))
-        observer = observer_or_404(pk)
         data = body(request)
         if "dataset" in data:  # imported datasets are shared by every researcher
             dataset = dataset_or_404(data["dataset"])

@@ -268,10 +268,10 @@ def bands_message(
                     found.setdefault(key, []).append(f"{names[unit]} has {short.have}")
     parts = []
     for (name, band, use, need), have in found.items():
-        unit = "distinct photos" if study.image_set and study.image_set.has_sources else "images"
+        kind = "distinct photos" if study.image_set and study.image_set.has_sources else "images"
         why = "references beside the trial's queries" if use == "references" else "query"
         parts.append(
-            f"Condition {name!r} needs {need} {unit} in the band {band} for its {why}: "
+            f"Condition {name!r} needs {need} {kind} in the band {band} for its {why}: "
             f"{'; '.join(have[:5])}{' …' if len(have) > 5 else ''}."
         )
     return (

@@ -30,7 +30,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -266,7 +266,7 @@ def _unescape(cell: str) -> str:
     return cell
 
 
-def _report_unmatched(sources: dict[str, str], found: set[str], report: ImportReport) -> None:
+def _report_unmatched(sources: dict[str, Any], found: set[str], report: ImportReport) -> None:
     for name in sorted(set(sources) - found)[:50]:
         report.skip(f"{IMAGES_CSV}: {name}", "names no image of the set")
 
