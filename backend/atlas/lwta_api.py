@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.atlas import lwta
+from backend.atlas.access import visible_rows
 from backend.atlas.models import LWTANetwork
 from backend.core.errors import ApiError
 from backend.stimuli.api import JOB_SCHEMA, job_response
@@ -38,6 +39,7 @@ class LWTANetworks(APIView):
     @extend_schema(operation_id="atlas_lwta_list", responses={200: dict})
     def get(self, request: Request) -> Response:
         rows = LWTANetwork.objects.select_related("network").order_by("pk")
+        rows = visible_rows(rows, request.user)
         return Response({"lwta_networks": [lwta_summary(row) for row in rows]})
 
     @extend_schema(operation_id="atlas_lwta_create", request=dict,

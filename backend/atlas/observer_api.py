@@ -37,7 +37,7 @@ from backend.stimuli.api import job_response
 from backend.stimuli.models import Network
 from backend.studies.api import IsResearcher
 from backend.studies.models import Study
-from backend.studies.permissions import visible_studies
+from backend.studies.permissions import visible_imported_datasets, visible_studies
 
 MIS_SETTINGS = ("k", "n_tasks", "quantile", "seed", "units_per_shard")
 
@@ -188,8 +188,8 @@ class ObserverCalibrate(APIView):
     def post(self, request: Request, pk: int) -> Response:
         observer = observer_or_404(request, pk)
         data = body(request)
-        if "dataset" in data:  # imported datasets are shared by every researcher
-            dataset = dataset_or_404(data["dataset"])
+        if "dataset" in data:  # the caller's own imports and the shared ones
+            dataset = dataset_or_404(request, data["dataset"])
             return queued(
                 observers.do_queue_calibration, observer, None, request.user, dataset=dataset
             )
@@ -197,11 +197,11 @@ class ObserverCalibrate(APIView):
         return queued(observers.do_queue_calibration, observer, study, request.user)
 
 
-def dataset_or_404(value: Any) -> Any:
-    from backend.analysis.models import ImportedDataset
-
+def dataset_or_404(request: Request, value: Any) -> Any:
+    """An imported dataset the caller may see (`visible_imported_datasets`); others are a 404."""
     ok = isinstance(value, int) and not isinstance(value, bool)
-    dataset = ImportedDataset.objects.filter(pk=value).first() if ok else None
+    scope = visible_imported_datasets(request.user)
+    dataset = scope.filter(pk=value).first() if ok else None
     if dataset is None:
         raise ApiError("not_found", f"imported dataset {value!r} not found", status_code=404)
     return dataset

@@ -136,14 +136,19 @@ class ConditionInline(StudyPartInline):
     # Narrow widgets: the row fits a laptop screen (the defaults made it about 2,400 px wide).
     NARROW = {
         "position": forms.NumberInput(attrs={"style": "width:3em"}),
-        "name": forms.TextInput(attrs={"size": 9}),
+        "name": forms.TextInput(attrs={"style": "width:6em"}),
         "n_references": forms.NumberInput(attrs={"style": "width:3em"}),
-        "visualization_preset": forms.TextInput(attrs={"size": 6}),
+        "visualization_preset": forms.TextInput(attrs={"style": "width:4.5em"}),
         "unit_group": forms.NumberInput(attrs={"style": "width:3em"}),
-        "exclusion_rules": forms.Textarea(attrs={"rows": 2, "cols": 16}),
-        "reference_band": forms.TextInput(attrs={"size": 7}),
-        "query_band": forms.TextInput(attrs={"size": 7}),
+        "exclusion_rules": forms.Textarea(attrs={"rows": 2, "style": "width:6em"}),
+        "reference_band": forms.TextInput(attrs={"style": "width:4.5em"}),
+        "query_band": forms.TextInput(attrs={"style": "width:4.5em"}),
     }
+    # Short column headers (a header is as wide as its longest word); docs/studies.md names
+    # each column in full.
+    HEADERS = {"position": "#", "n_references": "refs", "visualization_preset": "vis. preset",
+               "unit_group": "group", "exclusion_rules": "exclusion", "shows_description": "text",
+               "reference_band": "ref. band", "query_selection": "queries"}  # fmt: skip
 
     class Media:
         css = {"all": ["studies/study-admin.css"]}
@@ -152,8 +157,10 @@ class ConditionInline(StudyPartInline):
         if db_field.name in self.NARROW:
             kwargs["widget"] = self.NARROW[db_field.name]
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if field is not None and db_field.name in self.HEADERS:
+            field.label = self.HEADERS[db_field.name]
         if isinstance(field, forms.TypedChoiceField | forms.ChoiceField):
-            field.widget.attrs["style"] = "max-width:8.5em"
+            field.widget.attrs["style"] = "max-width:6.5em"
         return field
 
 

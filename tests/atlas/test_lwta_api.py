@@ -46,6 +46,9 @@ def test_a_researcher_queues_a_fine_tune_and_lists_the_network_it_made(
     assert made["fine_tune"]["freeze_prefix"] is True
     assert made["fine_tune"]["trained_parameters"] > 0
     assert made["source"] == Network.objects.get(name="tiny-lwta").source
+    assert Network.objects.get(name="tiny-lwta").owner == owner
+    outsider = User.objects.create_user("outsider", password="x" * 12, is_staff=True)
+    assert api_client(outsider).get(URL).json()["lwta_networks"] == []  # the owner's network
 
 
 @pytest.mark.parametrize(
@@ -59,7 +62,7 @@ def test_a_researcher_queues_a_fine_tune_and_lists_the_network_it_made(
         ({"steps": -5}, "steps must be a whole number ≥ 1"),
         ({"learning_rate": "fast"}, "learning_rate must be a positive number"),
         ({"stepz": 10}, "unknown parameter(s) stepz"),
-        ({"base": 99999}, "base 99999 does not exist"),
+        ({"base": 99999}, "network 99999 does not exist"),
         ({"max_images": 0}, "max_images must be a whole number ≥ 1"),
     ],
 )

@@ -343,3 +343,27 @@ def test_calibrating_on_an_unknown_dataset_is_a_clear_4xx_that_queues_nothing(
     assert client.post(url, {"dataset": 999}, format="json").status_code == 404
     assert client.post(url, {"dataset": "x"}, format="json").status_code == 404
     assert not Job.objects.filter(kind=observers.CALIBRATION_KIND).exists()
+
+
+def test_calibrating_on_another_researchers_import_is_a_404(
+    observer: Observer, owner: Any, outsider: Any
+) -> None:
+    """Imported datasets follow their importer (#22): another researcher's private upload is
+    as unknown as a missing one; the shared ones (no importer) stay open to all."""
+    from rest_framework.test import APIClient
+
+    study = built_study(owner)
+    simulate_people(study, people=2)
+    exported = "".join(iter_csv(study_rows(study)))
+    private = analysis_services.do_import_trial_file(
+        "mine", io.StringIO(exported), SAME, user=owner
+    )
+    client = APIClient()
+    client.force_authenticate(outsider)
+    url = f"/api/v1/researcher/atlas/observers/{observer.pk}/calibrate"
+    answer = client.post(url, {"dataset": private.pk}, format="json")
+    assert answer.status_code == 404, answer.content
+    assert not Job.objects.filter(kind=observers.CALIBRATION_KIND).exists()
+    shared = analysis_services.do_import_trial_file("shared", io.StringIO(exported), SAME)
+    assert client.post(url, {"dataset": shared.pk}, format="json").status_code == 202
+    assert Job.objects.filter(kind=observers.CALIBRATION_KIND).count() == 1

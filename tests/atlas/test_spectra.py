@@ -17,7 +17,7 @@ from django.core.management import call_command
 from django.test import Client
 from rest_framework.test import APIClient
 
-from backend.atlas import spectra
+from backend.atlas import spectra, spectra_plots
 from backend.atlas.models import Spectrum
 from backend.stimuli import services
 from backend.stimuli.models import Job, UnitSet
@@ -160,3 +160,46 @@ def test_the_command_computes_spectra_and_writes_the_csv(
     rows = list(csv.DictReader(out.open()))
     assert [(r["layer"], r["dimension"]) for r in rows] == [("blocks.1", "24")]
     assert Spectrum.objects.get().energy is None  # no path asked for
+
+
+def test_the_network_page_compares_networks_and_bases_and_exports_what_it_shows(
+    tiny: dict[str, Any], owner: User
+) -> None:
+    """lite0 and lite1 (their own weights) on the same images, and lite0's blocks.1 in an NMF
+    basis as well: one line per network × basis on the depth plots, a table row and a CSV row
+    per spectrum, and only the networks chosen."""
+    lite1 = services.do_create_network("lite1", "builtin:efficientnet_lite1")
+    run(params(tiny))
+    run({**params(tiny), "layers": [lite1.layers.get(name=n).pk for n in ("blocks.0", "blocks.1")]})
+    nmf = tiny["nmf"]
+    fit = services.do_queue_job(Job.Kind.FIT_UNIT_SET, {"unit_set": nmf.pk}, send=False)
+    assert run_job_here(fit).state == Job.State.SUCCEEDED
+    run({"unit_sets": [nmf.pk], "image_set": tiny["image_set"].pk, "path": None})
+    assert Spectrum.objects.count() == 5
+    lite0 = tiny["network"]
+    pages = Client()
+    pages.force_login(owner)
+    both = f"/admin/atlas/spectrum/network/?network={lite0.pk}&network={lite1.pk}"
+    page = pages.get(both).content.decode()
+    table = page.split('id="spectra-table"')[1]
+    assert table.count("<tr><td>lite0</td>") == 3 and table.count("<tr><td>lite1</td>") == 2
+    assert page.count("Matplotlib v") == 3
+    assert page.count('<g id="line2d_') >= 3 * 3  # ≥ three lines (lite0, lite0 NMF, lite1) each
+    lines = spectra_plots.series_of(Spectrum.objects.select_related("layer__network", "image_set"))
+    assert sorted(lines) == [
+        "lite0 · channels · pooled · tiny",
+        "lite0 · nmf · pooled · tiny",
+        "lite1 · channels · pooled · tiny",
+    ]
+    alpha = {(s.layer.network.name, s.layer.name): s.alpha for s in Spectrum.objects.filter(
+        unit_set=None)}  # fmt: skip
+    assert alpha[("lite0", "blocks.1")] != pytest.approx(alpha[("lite1", "blocks.1")])
+    exported = pages.get(both.replace("network/", "export.csv"))
+    rows = list(csv.DictReader(io.StringIO(exported.content.decode())))
+    assert sorted((r["network"], r["layer"], r["basis"]) for r in rows) == [
+        ("lite0", "blocks.0", "channels"), ("lite0", "blocks.1", "channels"),
+        ("lite0", "blocks.1", "nmf"), ("lite1", "blocks.0", "channels"),
+        ("lite1", "blocks.1", "channels"),
+    ]  # fmt: skip
+    only_lite1 = pages.get(f"/admin/atlas/spectrum/network/?network={lite1.pk}").content.decode()
+    assert "<tr><td>lite0</td>" not in only_lite1.split('id="spectra-table"')[1]

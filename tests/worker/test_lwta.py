@@ -85,7 +85,7 @@ def test_before_the_first_replaced_module_the_activations_are_the_originals() ->
 
 
 def test_a_network_without_the_named_activations_is_refused() -> None:
-    with pytest.raises(LWTAError, match="no ReLU, ReLU6 or GELU module under head"):
+    with pytest.raises(LWTAError, match="no ReLU or ReLU6 or GELU module under head to replace"):
         convert_to_lwta(TinyConvNet(), LWTAConfig(block_size=U, modules=("head",)))
     with pytest.raises(LWTAError, match="at least 2"):
         LWTAConfig(block_size=1)
