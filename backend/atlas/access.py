@@ -1,7 +1,7 @@
 """Who sees the atlas's rows: each follows the catalogue items it names (backend.stimuli.access)
 — a measure its unit and image set, a spectrum its layer, basis and image set, an observer its
-network, an LWTA network its network, base and image set. Anything else is a 404 in the admin
-and the researcher API."""
+network, an LWTA network its network, base and image set, a confound report its unit and image
+set. Anything else is a 404 in the admin and the researcher API."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.db.models import Model, QuerySet
 
 from backend.atlas.models import (
     AblationCurve,
+    ConfoundReport,
     Description,
     LWTANetwork,
     Measure,
@@ -29,6 +30,7 @@ THROUGH: dict[type[Model], dict[str, type[Model]]] = {
     Spectrum: {"layer": Layer, "unit_set": UnitSet, "image_set": ImageSet},
     Observer: {"network": Network},
     LWTANetwork: {"network": Network, "base": Network, "image_set": ImageSet},
+    ConfoundReport: {"unit": Unit, "image_set": ImageSet},
 }
 
 

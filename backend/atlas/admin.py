@@ -231,3 +231,7 @@ class LWTANetworkAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# Confound reports (#20): their pages and the form that queues one (confounds_admin.py).
+from backend.atlas import confounds_admin  # noqa: E402, F401

@@ -221,3 +221,9 @@ register(JobKind(_descriptions.KIND, "gpu", _descriptions.plan_describe, "descri
 from backend.atlas import lwta  # noqa: E402
 
 register(JobKind(lwta.KIND, "gpu", lwta.plan_lwta, "fine-tune an LWTA network"))
+
+
+# The confound report (#20): a unit's bands over an image set, sharded by image ranges.
+from backend.atlas import confounds  # noqa: E402
+
+register(JobKind(confounds.KIND, "gpu", confounds.plan_confound_report, "confound report"))

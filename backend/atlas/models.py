@@ -301,3 +301,39 @@ class LWTANetwork(models.Model):
 
     def __str__(self) -> str:
         return f"{self.network} (LWTA U={self.block_size} of {self.base})"
+
+
+class ConfoundReport(models.Model):
+    """One unit's activations over one image set split into quantile bands (deciles by
+    default), with per band an exemplar grid sample and the distribution of labels and
+    attributes, the enrichment tests of each value in each band below the top against the top
+    band and against the base rate (Fisher's exact, Holm-corrected together), and the candidate
+    confounds they find (`worker/analyses/midrange.py`; O'Mahony, Nikolov & O'Sullivan 2025).
+    A logit is unit c of a `channels` unit set on the network's `output` layer."""
+
+    unit = models.ForeignKey(Unit, on_delete=models.CASCADE, related_name="confound_reports")
+    image_set = models.ForeignKey(ImageSet, on_delete=models.CASCADE, related_name="+")
+    n_bands = models.PositiveSmallIntegerField(default=10)
+    alpha = models.FloatField(default=0.05, help_text="the Holm-corrected p a candidate needs")
+    n_images = models.PositiveIntegerField()
+    bands = models.JSONField(
+        default=list, help_text="per band: quantiles, range, size, images, distributions"
+    )
+    tests = models.JSONField(default=list, help_text="every test with its p and Holm's p")
+    candidates = models.JSONField(default=list, help_text="candidate confounds, best first")
+    # Every image's value, in position order ({"image_ids": [...], "values": [...]}): the
+    # band of any image is recomputable (decile_bands), e.g. to curate a retraining set.
+    values = models.JSONField(default=dict)
+    job = models.ForeignKey(Job, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["unit", "image_set", "n_bands"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["unit", "image_set", "n_bands"], name="one_confound_report_per_banding"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"confounds of {self.unit} on {self.image_set} ({self.n_bands} bands)"

@@ -63,3 +63,15 @@ from backend.atlas import lwta_api  # noqa: E402
 urlpatterns += [
     path("lwta/", lwta_api.LWTANetworks.as_view(), name="atlas-lwta"),
 ]
+
+
+# Confound reports (#20): queue, list, read one, its candidate table as CSV.
+from backend.atlas import confounds_api  # noqa: E402
+
+urlpatterns += [
+    path("confounds/", confounds_api.ConfoundReports.as_view(), name="atlas-confounds"),
+    path("confounds/<int:pk>/", confounds_api.ConfoundReportDetail.as_view(),
+         name="atlas-confound"),
+    path("confounds/<int:pk>/candidates.csv", confounds_api.ConfoundCandidatesCsv.as_view(),
+         name="atlas-confound-candidates-csv"),
+]  # fmt: skip

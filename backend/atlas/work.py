@@ -405,3 +405,9 @@ WORK.update(_DESCRIBE_WORK)
 from backend.atlas import lwta  # noqa: E402
 
 WORK[lwta.KIND] = KindWork(lwta.finetune_shard, lwta.register_lwta_network)
+
+
+# The confound report (#20): the unit's values per shard; bands and enrichment tests at merge.
+from backend.atlas.confounds_work import WORK as _CONFOUND_WORK  # noqa: E402
+
+WORK.update(_CONFOUND_WORK)
