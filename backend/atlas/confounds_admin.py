@@ -111,8 +111,11 @@ class ConfoundReportAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[ty
         return response
 
     def compute_view(self, request: HttpRequest) -> HttpResponse:
-        """Choose a unit (or a logit) and an image set; queue one Job."""
-        form = ConfoundReportForm(request.POST or None, user=request.user)
+        """Choose a unit (or a logit) and an image set; queue one Job. `?unit_set=&unit=
+        &image_set=` preselect them (links from a unit's page)."""
+        initial = {k: request.GET[k] for k in ("unit_set", "unit", "image_set")
+                   if request.GET.get(k, "").isdigit()}  # fmt: skip
+        form = ConfoundReportForm(request.POST or None, user=request.user, initial=initial)
         status = 200
         if request.method == "POST":
             status = 400

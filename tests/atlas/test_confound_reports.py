@@ -196,8 +196,9 @@ def test_the_admin_pages_show_the_report_and_queue_one(
     exported = client.get(f"/admin/atlas/confoundreport/{row.pk}/candidates.csv")
     assert exported.status_code == 200 and b"background,water" in exported.content
 
-    form = client.get("/admin/atlas/confoundreport/compute/")
+    form = client.get("/admin/atlas/confoundreport/compute/", {"unit": 7})
     assert form.status_code == 200 and b"compute-confound-report" in form.content
+    assert b'name="unit" value="7"' in form.content
     jobs = Job.objects.count()
     fields = {"unit_set": stimuli["channels"].pk, "image_set": image_set.pk, "unit": 0,
               "n_bands": 3, "alpha": 0.05, "grid": 12}  # fmt: skip

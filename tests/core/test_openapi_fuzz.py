@@ -57,6 +57,8 @@ DATA_DEPENDENT = {
     "POST /api/v1/researcher/atlas/descriptions/",
     # an LWTA fine-tune: a base network and image set that must exist, modules it must have
     "POST /api/v1/researcher/atlas/lwta/",
+    # a confound report: a unit set that must exist, be fitted and have the unit; enough images
+    "POST /api/v1/researcher/atlas/confounds/",
 }
 
 
