@@ -172,7 +172,7 @@ def test_an_unfitted_unit_set_is_refused(owner: User, stimuli: dict[str, Any]) -
 
 
 def test_the_admin_pages_show_the_report_and_queue_one(
-    client: Client, owner: User, stimuli: dict[str, Any]
+    client: Client, owner: User, superuser: User, stimuli: dict[str, Any]
 ) -> None:
     image_set = stimuli["image_set"]
     body = {"unit_set": stimuli["channels"].pk, "unit": 5, "image_set": image_set.pk,
@@ -195,6 +195,13 @@ def test_the_admin_pages_show_the_report_and_queue_one(
     assert f"/admin/atlas/confoundreport/{row.pk}/candidates.csv" in html
     exported = client.get(f"/admin/atlas/confoundreport/{row.pk}/candidates.csv")
     assert exported.status_code == 200 and b"background,water" in exported.content
+
+    admin_client = Client()
+    admin_client.force_login(superuser)  # the unit pages are the admin's (model permissions)
+    unit_page = admin_client.get(f"/admin/stimuli/unit/{row.unit.pk}/change/").content.decode()
+    assert f"/admin/atlas/confoundreport/{row.pk}/change/" in unit_page
+    assert "first background = water in band 1" in unit_page
+    assert f"compute/?unit_set={row.unit.unit_set_id}&amp;unit=5" in unit_page
 
     form = client.get("/admin/atlas/confoundreport/compute/", {"unit": 7})
     assert form.status_code == 200 and b"compute-confound-report" in form.content
