@@ -105,6 +105,18 @@ def do_save_confound_report(job: Job, report: dict[str, Any], values: dict[str, 
     return int(row.pk)
 
 
+def image_bands(row: ConfoundReport) -> dict[int, int]:
+    """Every image's band in the report (image id → 0 … n_bands − 1), as the merge banded them
+    (`worker/analyses/midrange.decile_bands`: rank r of n, ties by position, goes to band
+    ⌊r · n_bands / n⌋): what a curation rule selects from, on the web side."""
+    ids, values = row.values.get("image_ids", []), row.values.get("values", [])
+    order = sorted(range(len(values)), key=lambda i: (values[i], i))
+    bands = [0] * len(values)
+    for rank, i in enumerate(order):
+        bands[i] = rank * row.n_bands // max(len(values), 1)
+    return {int(image): band for image, band in zip(ids, bands, strict=True)}  # position order
+
+
 def reports_of(
     unit_set: int | None = None, image_set: int | None = None, unit: int | None = None
 ) -> QuerySet[ConfoundReport]:

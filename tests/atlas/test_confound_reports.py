@@ -18,6 +18,7 @@ from django.core.management import call_command
 from django.test import Client
 from rest_framework.test import APIClient
 
+from backend.atlas import confounds
 from backend.atlas.models import ConfoundReport
 from backend.stimuli import attributes, services
 from backend.stimuli.models import ImageSet, ImageSetMember, Job, UnitSet
@@ -123,6 +124,12 @@ def test_a_sharded_report_on_a_logit_equals_one_pass(owner: User, stimuli: dict[
     assert sharded.job == sharded_job and sharded.n_bands == 10
     for field in ("values", "bands", "tests", "candidates", "n_images"):
         assert getattr(sharded, field) == getattr(one_pass, field), field
+    bands = confounds.image_bands(sharded)  # the web side's banding is the merge's
+    expected = decile_bands(np.array(sharded.values["values"]), 10)
+    assert list(bands.values()) == expected.tolist()
+    assert list(bands) == sharded.values["image_ids"]
+    for band in sharded.bands:
+        assert {bands[e["image"]] for e in band["images"]} == {band["band"]}
     summary = client.get(URL, {"unit_set": logits.pk, "unit": 207}).json()["confound_reports"]
     assert [r["unit_label"] for r in summary] == ["logit 207 of lite0"]
     assert client.get(URL, {"unit": 3}).json()["confound_reports"] == []
