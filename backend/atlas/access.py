@@ -1,7 +1,7 @@
 """Who sees the atlas's rows: each follows the catalogue items it names (backend.stimuli.access)
 — a measure its unit and image set, a spectrum its layer, basis and image set, an observer its
-network, an LWTA network its network, base and image set. Anything else is a 404 in the admin
-and the researcher API."""
+network, an LWTA network its network, base and image set, a retrained network its network, base
+and both image sets. Anything else is a 404 in the admin and the researcher API."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from backend.atlas.models import (
     Measure,
     Observer,
     Population,
+    RetrainedNetwork,
     Spectrum,
 )
 from backend.stimuli import access
@@ -29,6 +30,12 @@ THROUGH: dict[type[Model], dict[str, type[Model]]] = {
     Spectrum: {"layer": Layer, "unit_set": UnitSet, "image_set": ImageSet},
     Observer: {"network": Network},
     LWTANetwork: {"network": Network, "base": Network, "image_set": ImageSet},
+    RetrainedNetwork: {
+        "network": Network,
+        "base": Network,
+        "train_set": ImageSet,
+        "eval_set": ImageSet,
+    },
 }
 
 

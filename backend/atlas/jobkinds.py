@@ -221,3 +221,8 @@ register(JobKind(_descriptions.KIND, "gpu", _descriptions.plan_describe, "descri
 from backend.atlas import lwta  # noqa: E402
 
 register(JobKind(lwta.KIND, "gpu", lwta.plan_lwta, "fine-tune an LWTA network"))
+
+# Last-layer retraining (#20): deep feature reweighting on a curated set, one shard.
+from backend.atlas import retrain  # noqa: E402
+
+register(JobKind(retrain.KIND, "gpu", retrain.plan_retrain, "retrain a network's last layer"))

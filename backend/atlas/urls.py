@@ -63,3 +63,11 @@ from backend.atlas import lwta_api  # noqa: E402
 urlpatterns += [
     path("lwta/", lwta_api.LWTANetworks.as_view(), name="atlas-lwta"),
 ]
+
+
+# Last-layer retraining (#20): queue a retraining, list the retrained networks.
+from backend.atlas import retrain_api  # noqa: E402
+
+urlpatterns += [
+    path("retrained/", retrain_api.RetrainedNetworks.as_view(), name="atlas-retrained"),
+]

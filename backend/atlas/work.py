@@ -405,3 +405,8 @@ WORK.update(_DESCRIBE_WORK)
 from backend.atlas import lwta  # noqa: E402
 
 WORK[lwta.KIND] = KindWork(lwta.finetune_shard, lwta.register_lwta_network)
+
+# Last-layer retraining (#20).
+from backend.atlas import retrain  # noqa: E402
+
+WORK[retrain.KIND] = KindWork(retrain.retrain_shard, retrain.register_retrained_network)
