@@ -252,14 +252,19 @@ class RetrainedNetworkAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[
     def get_urls(self) -> list[Any]:
         from django.urls import path
 
-        from backend.atlas.retrain_admin import retrain_view
+        from backend.atlas.retrain_admin import curated_export_view, retrain_view
 
         def view(request: HttpRequest) -> Any:
             return retrain_view(self.admin_site, request)
 
+        def export(request: HttpRequest) -> Any:
+            return curated_export_view(self.admin_site, request)
+
         name = "atlas_retrainednetwork_retrain"
         retrain = path("retrain/", self.admin_site.admin_view(view), name=name)
-        return [retrain, *super().get_urls()]
+        curate = path("curated-export/", self.admin_site.admin_view(export),
+                      name="atlas_retrainednetwork_curated_export")  # fmt: skip
+        return [retrain, curate, *super().get_urls()]
 
     @staticmethod
     def _pair(obj: RetrainedNetwork, key: str) -> str:

@@ -92,3 +92,47 @@ def report_table(report: dict[str, Any]) -> SafeString:
         "<th>retrained</th><th>images</th></tr></thead><tbody>{}</tbody></table>",
         body,
     )
+
+
+class CuratedExportForm(forms.Form):
+    image_set = forms.ModelChoiceField(ImageSet.objects.order_by("name"))
+    image_ids = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="the ticked images' ids, space- or comma-separated",
+    )
+    format = forms.ChoiceField(
+        choices=[("zip", "ImageFolder ZIP (with images.csv)"), ("csv", "CSV")], initial="zip"
+    )
+
+
+def curated_export_view(admin_site: Any, request: HttpRequest) -> HttpResponse:
+    """Export a selection of an image set's images (ids as ticked in a grid) as a ZIP or CSV;
+    bad input answers 400 on the form."""
+    from backend.atlas.retrain_api import curated_export
+
+    form = CuratedExportForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            words = form.cleaned_data["image_ids"].replace(",", " ").split()
+            if not all(word.isdigit() for word in words):
+                form.add_error("image_ids", "image ids are whole numbers")
+            else:
+                image_set = form.cleaned_data["image_set"]
+                data = {"image_ids": [int(w) for w in words], "format": form.cleaned_data["format"]}
+                try:
+                    body, kind, suffix = curated_export(image_set, data)
+                except ValidationError as err:
+                    form.add_error(None, " ".join(err.messages))
+                else:
+                    answer = HttpResponse(body, content_type=kind)
+                    answer["Content-Disposition"] = (
+                        f'attachment; filename="{image_set.name}-curated{suffix}"'
+                    )
+                    return answer
+    context = {**admin_site.each_context(request), "title": "Export a curated selection",
+               "form": form}  # fmt: skip
+    return TemplateResponse(
+        request, "admin/atlas/retrainednetwork/curated_export.html", context, status=status
+    )

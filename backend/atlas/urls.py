@@ -71,3 +71,6 @@ from backend.atlas import retrain_api  # noqa: E402
 urlpatterns += [
     path("retrained/", retrain_api.RetrainedNetworks.as_view(), name="atlas-retrained"),
 ]
+urlpatterns += [
+    path("curated-export/", retrain_api.CuratedExport.as_view(), name="atlas-curated-export"),
+]
