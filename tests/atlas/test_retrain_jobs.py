@@ -253,3 +253,32 @@ def test_the_admin_form_refuses_with_400_and_queues_with_a_redirect(
     queued = client.post(url, {**form, "attribute": "colour"})
     assert queued.status_code == 302
     assert Job.objects.get().params["attribute"] == "colour"
+
+
+def test_an_image_set_the_caller_may_not_see_is_refused(
+    owner: User, confounded: dict[str, Any]
+) -> None:
+    held_out: ImageSet = confounded["eval"]
+    held_out.owner = User.objects.create_user("other", password="x" * 12, is_staff=True)
+    held_out.save()
+    client = APIClient()
+    client.force_authenticate(owner)
+    body = {"base": confounded["base"].pk, "train_set": confounded["train"].pk,
+            "eval_set": held_out.pk, "name": "peek", "attribute": "colour"}  # fmt: skip
+    answer = client.post(URL, body, format="json")
+    assert answer.status_code == 400
+    assert f"image set {held_out.pk} does not exist" in answer.json()["message"]
+    assert not Job.objects.exists()
+
+
+def test_a_lastlayer_source_names_its_problems(tmp_path: Path) -> None:
+    from worker.pipelines.networks import NetworkError
+
+    with pytest.raises(NetworkError, match="lastlayer source must look like"):
+        load_network("lastlayer:nothing", device="cpu")
+    with pytest.raises(NetworkError, match="last-layer file not found"):
+        load_network(f"lastlayer:builtin:efficientnet_lite0@{tmp_path / 'none.pt'}", device="cpu")
+    junk = tmp_path / "junk.pt"
+    torch.save({"weight": torch.zeros(2)}, junk)
+    with pytest.raises(NetworkError, match="is not a last-layer file"):
+        load_network(f"lastlayer:builtin:efficientnet_lite0@{junk}", device="cpu")
