@@ -19,7 +19,9 @@ steps each time, on:
    shape c whose logit c lies in the mid-range band of logit c over the pool (`--band`,
    percent), the same number per shape. The biased model puts its confound's images (shape c
    at c's x-band, and any shape there) at the top of logit c; shape c's images elsewhere fall in
-   its middle.
+   its middle. Kept alone, that band leans the other way (almost only bias-conflicting
+   images); the second curation row adds as many of shape c's images above the band, so that
+   the two logit bands are balanced, against random exclusion to that size.
 
 The paper's curation code is not public; the pool, the band and equal steps are PsyLens's
 reading of its description (docs/midrange.md). The table gives accuracy on the unbiased test set

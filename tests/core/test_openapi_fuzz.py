@@ -57,6 +57,10 @@ DATA_DEPENDENT = {
     "POST /api/v1/researcher/atlas/descriptions/",
     # an LWTA fine-tune: a base network and image set that must exist, modules it must have
     "POST /api/v1/researcher/atlas/lwta/",
+    # a last-layer retraining: a base and labelled image sets that must exist; a curated export:
+    # an image set and images of it that must exist
+    "POST /api/v1/researcher/atlas/retrained/",
+    "POST /api/v1/researcher/atlas/curated-export/",
 }
 
 
