@@ -1,7 +1,8 @@
 """Who sees the atlas's rows: each follows the catalogue items it names (backend.stimuli.access)
 — a measure its unit and image set, a spectrum its layer, basis and image set, an observer its
 network, an LWTA network its network, base and image set, a confound report its unit and image
-set. Anything else is a 404 in the admin and the researcher API."""
+set, a retrained network its network, base and both image sets. Anything else is a 404 in the
+admin and the researcher API."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from backend.atlas.models import (
     Measure,
     Observer,
     Population,
+    RetrainedNetwork,
     Spectrum,
 )
 from backend.stimuli import access
@@ -31,6 +33,12 @@ THROUGH: dict[type[Model], dict[str, type[Model]]] = {
     Observer: {"network": Network},
     LWTANetwork: {"network": Network, "base": Network, "image_set": ImageSet},
     ConfoundReport: {"unit": Unit, "image_set": ImageSet},
+    RetrainedNetwork: {
+        "network": Network,
+        "base": Network,
+        "train_set": ImageSet,
+        "eval_set": ImageSet,
+    },
 }
 
 

@@ -235,3 +235,63 @@ class LWTANetworkAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-
 
 # Confound reports (#20): their pages and the form that queues one (confounds_admin.py).
 from backend.atlas import confounds_admin  # noqa: E402, F401
+
+# --- Retrained networks (backend/atlas/retrain.py) --------------------------------------------
+from backend.atlas.models import RetrainedNetwork  # noqa: E402
+
+
+@admin.register(RetrainedNetwork)
+class RetrainedNetworkAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg]
+    scope_through = THROUGH[RetrainedNetwork]
+    list_display = ["network", "base", "attribute", "accuracy", "worst_group"]
+    readonly_fields = [
+        "network", "base", "train_set", "eval_set", "attribute", "module", "weights", "fit",
+        "job", "evaluation",
+    ]  # fmt: skip
+    fields = readonly_fields  # type: ignore[assignment]
+    change_list_template = "admin/atlas/retrainednetwork/change_list.html"
+
+    def get_urls(self) -> list[Any]:
+        from django.urls import path
+
+        from backend.atlas.retrain_admin import curated_export_view, retrain_view
+
+        def view(request: HttpRequest) -> Any:
+            return retrain_view(self.admin_site, request)
+
+        def export(request: HttpRequest) -> Any:
+            return curated_export_view(self.admin_site, request)
+
+        name = "atlas_retrainednetwork_retrain"
+        retrain = path("retrain/", self.admin_site.admin_view(view), name=name)
+        curate = path("curated-export/", self.admin_site.admin_view(export),
+                      name="atlas_retrainednetwork_curated_export")  # fmt: skip
+        return [retrain, curate, *super().get_urls()]
+
+    @staticmethod
+    def _pair(obj: RetrainedNetwork, key: str) -> str:
+        base = (obj.report.get("base") or {}).get(key)
+        new = (obj.report.get("retrained") or {}).get(key)
+        if base is None or new is None:
+            return "–"
+        return f"{new:.1%} (base {base:.1%})"
+
+    @admin.display(description="accuracy, held-out set")
+    def accuracy(self, obj: RetrainedNetwork) -> str:
+        return self._pair(obj, "accuracy")
+
+    @admin.display(description="worst-group accuracy")
+    def worst_group(self, obj: RetrainedNetwork) -> str:
+        return self._pair(obj, "worst_group_accuracy")
+
+    @admin.display(description="evaluation on the held-out set (base beside retrained)")
+    def evaluation(self, obj: RetrainedNetwork) -> SafeString:
+        from backend.atlas.retrain_admin import report_table
+
+        return report_table(obj.report)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -227,3 +227,9 @@ register(JobKind(lwta.KIND, "gpu", lwta.plan_lwta, "fine-tune an LWTA network"))
 from backend.atlas import confounds  # noqa: E402
 
 register(JobKind(confounds.KIND, "gpu", confounds.plan_confound_report, "confound report"))
+
+
+# Last-layer retraining (#20): deep feature reweighting on a curated set, one shard.
+from backend.atlas import retrain  # noqa: E402
+
+register(JobKind(retrain.KIND, "gpu", retrain.plan_retrain, "retrain a network's last layer"))

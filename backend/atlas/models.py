@@ -337,3 +337,34 @@ class ConfoundReport(models.Model):
 
     def __str__(self) -> str:
         return f"confounds of {self.unit} on {self.image_set} ({self.n_bands} bands)"
+
+
+class RetrainedNetwork(models.Model):
+    """A network whose last linear layer was refitted on frozen penultimate features of a
+    curated, group-balanced image set (deep feature reweighting; `worker/analyses/retrain.py`,
+    docs/midrange.md §4). `network` is an ordinary Network (source
+    `lastlayer:<base source>@<weights>`); this row keeps how it was fitted and its evaluation on
+    a held-out labelled set beside the base's."""
+
+    network = models.OneToOneField(Network, on_delete=models.CASCADE, related_name="retrained")
+    base = models.ForeignKey(Network, on_delete=models.PROTECT, related_name="retrained_versions")
+    train_set = models.ForeignKey(ImageSet, on_delete=models.PROTECT, related_name="+")
+    eval_set = models.ForeignKey(ImageSet, on_delete=models.PROTECT, related_name="+")
+    attribute = models.CharField(
+        max_length=100, blank=True, help_text="the confounding attribute; group = (label, value)"
+    )
+    module = models.CharField(max_length=200, help_text="the refitted linear layer")
+    weights = models.CharField(max_length=500, help_text="path on the worker machines")
+    fit = models.JSONField(default=dict, help_text="groups, images per group, optimizer, loss")
+    report = models.JSONField(
+        default=dict, help_text="accuracy overall, per group and worst-group: base and retrained"
+    )
+    job = models.ForeignKey(Job, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "retrained network"
+
+    def __str__(self) -> str:
+        return f"{self.network} (last layer of {self.base} refitted)"

@@ -75,3 +75,14 @@ urlpatterns += [
     path("confounds/<int:pk>/candidates.csv", confounds_api.ConfoundCandidatesCsv.as_view(),
          name="atlas-confound-candidates-csv"),
 ]  # fmt: skip
+
+
+# Last-layer retraining (#20): queue a retraining, list the retrained networks.
+from backend.atlas import retrain_api  # noqa: E402
+
+urlpatterns += [
+    path("retrained/", retrain_api.RetrainedNetworks.as_view(), name="atlas-retrained"),
+]
+urlpatterns += [
+    path("curated-export/", retrain_api.CuratedExport.as_view(), name="atlas-curated-export"),
+]

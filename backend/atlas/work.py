@@ -411,3 +411,9 @@ WORK[lwta.KIND] = KindWork(lwta.finetune_shard, lwta.register_lwta_network)
 from backend.atlas.confounds_work import WORK as _CONFOUND_WORK  # noqa: E402
 
 WORK.update(_CONFOUND_WORK)
+
+
+# Last-layer retraining (#20).
+from backend.atlas import retrain  # noqa: E402
+
+WORK[retrain.KIND] = KindWork(retrain.retrain_shard, retrain.register_retrained_network)

@@ -180,6 +180,8 @@ JOB_REFERENCES: dict[str, tuple[type[Model], str]] = {
     "base": (Network, "network"),
     "layers": (Layer, "layer"),
     "base_images": (Image, "image"),
+    "train_set": (ImageSet, "image set"),  # last-layer retraining (backend/atlas/retrain.py)
+    "eval_set": (ImageSet, "image set"),
 }
 # Kinds that change the item they name, not only compute from it: the owner's (or a superuser's).
 CHANGING_KINDS = {"import_images": "image_set", "fit_unit_set": "unit_set",

@@ -59,6 +59,10 @@ DATA_DEPENDENT = {
     "POST /api/v1/researcher/atlas/lwta/",
     # a confound report: a unit set that must exist, be fitted and have the unit; enough images
     "POST /api/v1/researcher/atlas/confounds/",
+    # a last-layer retraining: a base and labelled image sets that must exist; a curated export:
+    # an image set and images of it that must exist
+    "POST /api/v1/researcher/atlas/retrained/",
+    "POST /api/v1/researcher/atlas/curated-export/",
 }
 
 

@@ -13,6 +13,9 @@ A *source* names where a network comes from; nothing is ever fetched from a hub:
   winner-takes-all blocks and given the fine-tuned weights of ``CHECKPOINT``
   (``worker/analyses/lwta.py``; the checkpoint names the conversion). Its preprocessing is the
   base's.
+- ``lastlayer:BASE@PATH``: the network ``BASE`` (any source above) with its last linear layer's
+  weights replaced by those saved at ``PATH`` (``worker/analyses/retrain.py``, last-layer
+  retraining). Its preprocessing is the base's.
 
 Every failure a researcher can cause (missing file, unknown architecture, weights for another
 architecture, unknown layer) raises :class:`NetworkError` with a one-line message.
@@ -200,6 +203,7 @@ def load_network(
         "torchvision": _load_torchvision,
         "torchscript": _load_torchscript,
         "lwta": _load_lwta,
+        "lastlayer": _load_lastlayer,
     }
     if kind not in loaders:
         raise NetworkError(f"unknown network source kind {kind!r}; {_syntax_message(source)}")
@@ -229,8 +233,8 @@ def wrap_module(
 def _syntax_message(source: str) -> str:
     return (
         f"cannot read network source {source!r}: expected builtin:efficientnet_lite0, "
-        "timm:NAME@WEIGHTS_PATH, torchvision:NAME@WEIGHTS_PATH, torchscript:PATH "
-        "or lwta:BASE_SOURCE@CHECKPOINT_PATH"
+        "timm:NAME@WEIGHTS_PATH, torchvision:NAME@WEIGHTS_PATH, torchscript:PATH, "
+        "lwta:BASE_SOURCE@CHECKPOINT_PATH or lastlayer:BASE_SOURCE@WEIGHTS_PATH"
     )
 
 
@@ -401,6 +405,23 @@ def _load_lwta(rest: str) -> tuple[nn.Module, Preprocess]:
         base = load_network(base_source, device="cpu")
         module = lwta.lwta_from_checkpoint(base.module, checkpoint)
     except lwta.LWTAError as error:
+        raise NetworkError(str(error)) from None
+    return module, base.preprocess
+
+
+def _load_lastlayer(rest: str) -> tuple[nn.Module, Preprocess]:
+    from worker.analyses import retrain
+
+    base_source, sep, path = rest.rpartition("@")  # the base may hold an '@' of its own
+    if not sep or not base_source or not path:
+        raise NetworkError(
+            f"lastlayer source must look like lastlayer:BASE_SOURCE@WEIGHTS_PATH, got {rest!r}"
+        )
+    try:
+        saved = retrain.load_last_layer(path)
+        base = load_network(base_source, device="cpu")
+        module = retrain.apply_last_layer(base.module, saved)
+    except retrain.RetrainError as error:
         raise NetworkError(str(error)) from None
     return module, base.preprocess
 
