@@ -113,7 +113,8 @@ def description_html(unit: Unit, viewer: Any = None) -> SafeString:
     if not rows:
         return format_html(
             "<p>No description yet: queue a “describe units” job (researcher API "
-            "<code>/api/v1/researcher/atlas/descriptions/</code>).</p>"
+            "<code>{}</code>).</p>",
+            "/api/v1/researcher/atlas/descriptions/",
         )
     parts = []
     for d in rows:

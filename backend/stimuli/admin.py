@@ -341,7 +341,7 @@ class UnitAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg]
             exemplar_sets = exemplar_sets.filter(image_set__in=access.visible_image_sets(viewer))
         sections = [exemplar_set_html(es) for es in exemplar_sets]
         return format_html_join("", "{}", ((s,) for s in sections)) or format_html(
-            "<p>No exemplars yet: run “Compute exemplars” on the unit set.</p>"
+            "<p>{}</p>", "No exemplars yet: run “Compute exemplars” on the unit set."
         )
 
     @admin.display(description="images")
@@ -351,8 +351,9 @@ class UnitAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg]
         )
         if not rows:
             return format_html(
-                "<p>No feature visualizations yet: select the unit in the list and run a "
-                "“Render feature visualizations” action.</p>"
+                "<p>{}</p>",
+                "No feature visualizations yet: select the unit in the list and run a "
+                "“Render feature visualizations” action.",
             )
         groups: dict[str, list[Visualization]] = {}
         for visualization in rows:
