@@ -91,10 +91,14 @@ COMPARED_GROUPINGS = tuple(f"by_{figure}" for figure, _ in ACCURACY_TABLES)
 
 
 def results_version(study: Study) -> str:
-    """Changes whenever a response arrives or an exclusion decision is (re)made."""
+    """Changes whenever a response arrives or an exclusion decision is (re)made. The study's
+    creation time joins its id: ids repeat after a database is reset (the demo's, the tests'),
+    and a new study must never be served an old one's cached results."""
     latest_response, decided_at = latest_moment(study)
     stamp = decided_at.isoformat() if decided_at else "-"
-    return f"{study.pk}:{latest_response}:{stamp}:{study.target_valid_responses_per_unit}"
+    created = study.created_at.isoformat() if study.created_at else "-"
+    return (f"{study.pk}@{created}:{latest_response}:{stamp}:"
+            f"{study.target_valid_responses_per_unit}")  # fmt: skip
 
 
 def study_results(study: Study, version: str, *, include_excluded: bool = False) -> Results:
