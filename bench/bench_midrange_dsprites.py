@@ -177,10 +177,10 @@ def main() -> None:
         pool_logits = logits_of(biased_model, pool_images)
         by_class = [np.flatnonzero(pool_labels.numpy() == c) for c in range(3)]
         for text, band in bands.items():
-            for with_top, what in ((False, "band"), (True, "band + as many above")):
+            for with_top, what in ((False, "band"), (True, "band + above")):
                 chosen = midrange_curation(pool_logits, pool_labels, band, with_top)  # type: ignore[arg-type]
                 kept = balanced(by_class, seed=base + 5, size=len(chosen) // 3)
-                name = f"random exclusion (to {len(kept)})"
+                name = f"random exclusion (to the size of {what} {text} %)"
                 if name not in rows or len(rows[name]) <= repeat:
                     model = train(pool_images[kept], pool_labels[kept], args.steps, base + 13)
                     record(name, model, len(kept))
@@ -190,14 +190,17 @@ def main() -> None:
     print(f"dSprites-style, {args.train} training images, {args.test} unbiased test images, "
           f"{args.steps} steps of 64, pool {100 * args.conflicting:g} % conflicting, "
           f"{args.seeds} seed(s), {elapsed:.0f} s")  # fmt: skip
-    header = f"{'training set':40} {'images':>7} {'test acc. %':>12} {'conflicting %':>14}"
+    # Mean over the seeds, ± the standard deviation across them; images: the mean size (the
+    # curated set's size, and so its random exclusion's, varies with the seed).
+    header = f"{'training set':52} {'images':>7} {'test acc. %':>13} {'conflicting %':>14}"
     print(f"{header} {'paper %':>8}")
     for name, results in rows.items():
-        overall = np.mean([r[0] for r in results])
-        conflicting = np.mean([r[1] for r in results])
-        spread = f"±{np.std([r[0] for r in results]):.1f}" if len(results) > 1 else ""
+        overall, conflicting, sizes = (np.array([r[k] for r in results]) for k in range(3))
+        spread = f"±{overall.std():.1f}" if len(results) > 1 else ""
         paper = PAPER.get(name.split(" (")[0])
-        print(f"{name:40} {results[0][2]:>7} {overall:>8.2f}{spread:>4} {conflicting:>14.2f} "
+        spread_c = f"±{conflicting.std():.1f}" if len(results) > 1 else ""
+        print(f"{name:52} {sizes.mean():>7.0f} {overall.mean():>8.2f}{spread:>5} "
+              f"{conflicting.mean():>9.2f}{spread_c:>5} "
               f"{'' if paper is None else f'{paper:.2f}':>8}")  # fmt: skip
 
 
