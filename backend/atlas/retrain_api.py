@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from backend.atlas import retrain
 from backend.atlas.access import visible_rows
-from backend.atlas.models import RetrainedNetwork
+from backend.atlas.models import ConfoundReport, RetrainedNetwork
 from backend.core.errors import ApiError
 from backend.stimuli.api import JOB_SCHEMA, job_response
 from backend.studies.api import IsResearcher
@@ -56,11 +56,14 @@ class RetrainedNetworks(APIView):
 
 
 class CuratedExport(APIView):
-    """POST {"image_set", and either "image_ids": [...] (a ticked grid) or "rule": {"values":
-    {image id: value}, "label", "band": "LL-HH", "attribute"?, "seed"?}, "format": "zip" | "csv",
-    "bands"?: ["LL-HH", …] (the CSV's band column)}: the selection as an ImageFolder ZIP (with
-    images.csv: the image-set import reads it back) or as a CSV of name, label, attributes, band
-    and value (docs/midrange.md §4). Bad input: 400; an image set the caller may not see: 404."""
+    """POST {"image_set", and either "image_ids": [...] (a ticked grid) or "rule": {"label",
+    "attribute"?, "seed"?, and either "values": {image id: value} with "band": "LL-HH", or
+    "report": a confound report's id with "report_bands": [band indices] or "band": "LL-HH"
+    over its values}, "format": "zip" | "csv", "bands"?: ["LL-HH", …] (the CSV's band column;
+    with a report: its own bands)}: the selection as an ImageFolder ZIP (with images.csv: the
+    image-set import reads it back) or as a CSV of name, label, attributes, band and value
+    (docs/midrange.md §4). With a report, image_set may be left out (the report's). Bad input:
+    400; an image set or report the caller may not see: 404."""
 
     permission_classes = [IsResearcher]
 
@@ -70,14 +73,15 @@ class CuratedExport(APIView):
         from backend.stimuli.access import visible_image_sets
 
         data = request.data if isinstance(request.data, dict) else {}
-        set_id = data.get("image_set")
+        report = rule_report(data, request.user)
+        set_id = data.get("image_set", report.image_set_id if report else None)
         if isinstance(set_id, bool) or not isinstance(set_id, int):
             raise ApiError("bad_request", "image_set must be an image set's id")
         image_set = visible_image_sets(request.user).filter(pk=set_id).first()
         if image_set is None:
             raise ApiError("not_found", f"image set {set_id} does not exist", status_code=404)
         try:
-            body, kind, suffix = curated_export(image_set, data)
+            body, kind, suffix = curated_export(image_set, data, report)
         except ValidationError as err:
             raise ApiError("invalid_parameters", " ".join(err.messages)) from None
         answer = HttpResponse(body, content_type=kind)
@@ -85,9 +89,28 @@ class CuratedExport(APIView):
         return answer
 
 
-def curated_export(image_set: Any, data: dict[str, Any]) -> tuple[bytes | str, str, str]:
-    """(content, content type, file suffix) of the selection `data` describes; ValidationError
-    for a selection that cannot be made."""
+def rule_report(data: dict[str, Any], user: Any) -> ConfoundReport | None:
+    """The confound report a rule names (`rule.report`), when the caller may see it; None for a
+    rule without one. A bad id is a 400, a report the caller may not see a 404."""
+    from backend.atlas import confounds
+
+    rule = data.get("rule")
+    if not isinstance(rule, dict) or rule.get("report") is None:
+        return None
+    pk = rule["report"]
+    if isinstance(pk, bool) or not isinstance(pk, int):
+        raise ApiError("bad_request", "the rule's report must be a confound report's id")
+    report = visible_rows(confounds.reports_of(), user).filter(pk=pk).first()
+    if report is None:
+        raise ApiError("not_found", f"confound report {pk} not found", status_code=404)
+    return report
+
+
+def curated_export(
+    image_set: Any, data: dict[str, Any], report: ConfoundReport | None = None
+) -> tuple[bytes | str, str, str]:
+    """(content, content type, file suffix) of the selection `data` describes (its rule over
+    `report`'s values when given); ValidationError for a selection that cannot be made."""
     from backend.atlas import curation
 
     output = data.get("format", "zip")
@@ -98,23 +121,42 @@ def curated_export(image_set: Any, data: dict[str, Any]) -> tuple[bytes | str, s
         raise ValidationError("send image_ids or a rule, not both")
     values = curation.parse_values(data["values"]) if data.get("values") is not None else None
     bands = data.get("bands", [])
+    band_names = None
     if rule is not None:
         if not isinstance(rule, dict) or not isinstance(rule.get("label"), str):
-            raise ValidationError("rule needs values, a label and a band")
+            raise ValidationError("rule needs a label, and values and a band or a report")
         seed = rule.get("seed", 0)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValidationError("the rule's seed must be an integer")
-        values = curation.parse_values(rule.get("values"))
-        ids: Any = curation.select_by_rule(
-            image_set, values, rule["label"], str(rule.get("band", "")),
-            str(rule.get("attribute") or ""), seed,
-        )  # fmt: skip
-        bands = data.get("bands", [str(rule.get("band"))])
+        attribute = str(rule.get("attribute") or "")
+        if report is not None:
+            if report.image_set_id != image_set.pk:
+                raise ValidationError(
+                    f"confound report {report.pk} is over the image set {report.image_set}, "
+                    f"not {image_set}"
+                )
+            if rule.get("values") is not None:
+                raise ValidationError("send the rule's values or its report, not both")
+            chosen = rule.get("report_bands") or ()
+            if not isinstance(chosen, list | tuple):
+                raise ValidationError("report_bands must be a list of the report's band indices")
+            ids: Any = curation.select_from_report(
+                report, rule["label"], chosen, str(rule.get("band") or ""), attribute, seed
+            )
+            values = curation.report_values(report)
+            band_names = curation.report_band_names(report) if "bands" not in data else None
+        else:
+            values = curation.parse_values(rule.get("values"))
+            ids = curation.select_by_rule(
+                image_set, values, rule["label"], str(rule.get("band", "")), attribute, seed
+            )
+            bands = data.get("bands", [str(rule.get("band"))])
     else:
         ids = data.get("image_ids")
     if not isinstance(bands, list):
         raise ValidationError('bands must be a list of bands, e.g. ["40-60"]')
     members = curation.selected_members(image_set, ids if isinstance(ids, list) else [])
     if output == "csv":
-        return curation.selection_csv(members, values, [str(b) for b in bands]), "text/csv", ".csv"
+        table = curation.selection_csv(members, values, [str(b) for b in bands], band_names)
+        return table, "text/csv", ".csv"
     return curation.selection_archive(members), "application/zip", ".zip"

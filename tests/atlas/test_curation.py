@@ -8,15 +8,18 @@ from __future__ import annotations
 import csv
 import io
 
+import numpy as np
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from rest_framework.test import APIClient
 
-from backend.atlas import curation
-from backend.stimuli import services
-from backend.stimuli.models import ImageSet
+from backend.atlas import confounds, curation
+from backend.atlas.models import ConfoundReport
+from backend.stimuli import attributes, services
+from backend.stimuli.models import ImageSet, Unit, UnitSet
 from tests.atlas.test_retrain_jobs import toy_set
+from worker.analyses import midrange
 from worker.pipelines import imagesets
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -138,3 +141,110 @@ def test_the_admin_page_exports_ticked_ids_and_refuses_bad_ones(
     assert len(list(csv.DictReader(io.StringIO(answer.content.decode())))) == 3
     refused = client.post(url, {"image_set": labelled.pk, "image_ids": "1 x", "format": "zip"})
     assert refused.status_code == 400 and b"whole numbers" in refused.content
+
+
+# --- The rule over a stored confound report (its values and its own bands) ---------------------
+
+
+def stored_report(image_set: ImageSet, n_bands: int = 3) -> ConfoundReport:
+    """A confound report over `image_set` whose value of each image is its position (ranks 0…11,
+    so band b of 3 holds positions 4b … 4b + 3), computed by the report's own analysis."""
+    network = services.do_create_network("lite0", "builtin:efficientnet_lite0")
+    unit_set = services.do_save_unit_set(UnitSet(
+        name="logits", layer=network.layers.get(name="output"), kind=UnitSet.Kind.CHANNELS,
+        image_set=image_set,
+    ))  # fmt: skip
+    unit, _ = Unit.objects.get_or_create(unit_set=unit_set, index=3)
+    members = list(image_set.members.order_by("position"))
+    ids, values = [m.image_id for m in members], [float(m.position) for m in members]
+    found = midrange.confound_report(
+        np.array(values), ids, attributes.image_attributes(image_set.pk), n_bands=n_bands
+    )
+    return ConfoundReport.objects.create(
+        unit=unit, image_set=image_set, n_bands=n_bands, n_images=found.n_images,
+        bands=found.bands, tests=found.tests, candidates=found.candidates,
+        values={"image_ids": ids, "values": values},
+    )  # fmt: skip
+
+
+def test_the_rule_reads_a_stored_confound_reports_values_and_bands(
+    owner: User, labelled: ImageSet
+) -> None:
+    report = stored_report(labelled)
+    members = list(labelled.members.order_by("position"))  # class 0: 3 blue, 5 red; then class 1
+    assert [confounds.image_bands(report)[m.image_id] for m in members] == [0] * 4 + [1] * 4 + [
+        2
+    ] * 4
+    # Band 0 holds positions 0…3 (3 blue, 1 red of class 0): balanced, one of each.
+    first = curation.select_from_report(report, "0", [0], attribute="colour", seed=2)
+    assert len(first) == 2 and set(first) <= {m.image_id for m in members[:4]}
+    assert {labelled.members.get(image_id=i).attributes["colour"] for i in first} == {"red", "blue"}
+    # Bands 0 and 1: all eight of class 0 (3 blue, 5 red) → 3 + 3.
+    both = curation.select_from_report(report, "0", [0, 1], attribute="colour", seed=2)
+    assert len(both) == 6 and both == curation.select_from_report(
+        report, "0", [1, 0], attribute="colour", seed=2
+    )
+    # A quantile band over the report's values is the values-given rule's selection.
+    values = {m.image_id: float(m.position) for m in members}
+    assert curation.select_from_report(report, "0", band="0-40", attribute="colour", seed=1) == (
+        curation.select_by_rule(labelled, values, "0", "0-40", "colour", seed=1)
+    )
+
+    # The API: the report stands for the values and the image set; the CSV's band column is the
+    # report's own band of each image.
+    body = {"format": "csv", "rule": {"report": report.pk, "label": "0", "report_bands": [0, 1],
+                                      "attribute": "colour", "seed": 2}}  # fmt: skip
+    answer = client_for(owner).post(URL, body, format="json")
+    assert answer.status_code == 200, answer.content
+    rows = list(csv.DictReader(io.StringIO(answer.content.decode())))
+    assert len(rows) == 6 and {r["band"] for r in rows} <= {"0-33.33", "33.33-66.67"}
+    by_name = {r["name"]: r for r in rows}
+    for member in labelled.members.filter(image_id__in=both).select_related("image"):
+        row = by_name[f"0/{member.original_name.split('/')[-1]}"]
+        assert float(row["value"]) == member.position
+        assert row["band"] == ("0-33.33" if member.position < 4 else "33.33-66.67")
+    zipped = client_for(owner).post(URL, {**body, "format": "zip"}, format="json")
+    assert zipped.status_code == 200 and zipped["Content-Type"] == "application/zip"
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"label": "0", "report_bands": [3]}, "the report's bands are 0 … 2"),
+        ({"label": "0", "report_bands": [True]}, "the report's bands are 0 … 2"),
+        ({"label": "0", "report_bands": "0"}, "report_bands must be a list"),
+        ({"label": "0"}, "choose the report's bands or a quantile band"),
+        ({"label": "0", "report_bands": [0], "band": "0-40"}, "choose the report's bands"),
+        ({"label": "0", "report_bands": [0], "values": {"1": 0.5}}, "values or its report"),
+        ({"label": "1", "report_bands": [0]}, "no image labelled '1' has its value in band 0"),
+        ({"label": "0", "report_bands": [1], "attribute": "colour"}, "nothing to balance"),
+    ],
+)
+def test_bad_rules_over_a_report_are_a_400(
+    owner: User, labelled: ImageSet, rule: dict[str, object], message: str
+) -> None:
+    report = stored_report(labelled)
+    answer = client_for(owner).post(URL, {"rule": {"report": report.pk, **rule}}, format="json")
+    assert answer.status_code == 400, answer.content
+    assert message in answer.json()["message"]
+
+
+def test_a_report_over_another_set_or_hidden_or_unknown_is_refused(
+    owner: User, labelled: ImageSet
+) -> None:
+    report = stored_report(labelled)
+    other = toy_set("others", {(0, "red"): 2, (1, "red"): 2}, 3, "class")
+    rule = {"report": report.pk, "label": "0", "report_bands": [0]}
+    wrong = client_for(owner).post(URL, {"image_set": other.pk, "rule": rule}, format="json")
+    assert wrong.status_code == 400 and "is over the image set" in wrong.json()["message"]
+    for bad in ("1", True):
+        answer = client_for(owner).post(URL, {"rule": {**rule, "report": bad}}, format="json")
+        assert answer.status_code == 400 and "confound report's id" in answer.json()["message"]
+    missing = client_for(owner).post(URL, {"rule": {**rule, "report": 999999}}, format="json")
+    assert missing.status_code == 404
+    outsider = User.objects.create_user("outsider", password="x" * 12, is_staff=True)
+    labelled.owner = owner
+    labelled.save()  # with its unit set (which shows its image set): the outsider sees neither
+    UnitSet.objects.filter(pk=report.unit.unit_set_id).update(owner=owner)
+    hidden = client_for(outsider).post(URL, {"rule": rule}, format="json")
+    assert hidden.status_code == 404 and "confound report" in hidden.json()["message"]
