@@ -11,7 +11,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
@@ -71,7 +71,11 @@ class ConfoundReportAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[ty
     @admin.display(description="candidate confounds (best first)")
     def candidate_table(self, obj: ConfoundReport) -> SafeString:
         csv_url = reverse("admin:atlas_confoundreport_csv", args=[obj.pk])
-        link = format_html('<p><a href="{}">Download the table as CSV</a></p>', csv_url)
+        curate_url = reverse("admin:atlas_confoundreport_curate", args=[obj.pk])
+        link = format_html(
+            '<p><a href="{}">Download the table as CSV</a> · <a href="{}" id="curate-report">'
+            "Curate a retraining set from this report</a></p>", csv_url, curate_url,
+        )  # fmt: skip
         if not obj.candidates:
             return format_html(
                 "<p>No label or attribute value is over-represented in a band below the top "
@@ -101,14 +105,28 @@ class ConfoundReportAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[ty
                  name="atlas_confoundreport_compute"),
             path("<int:pk>/candidates.csv", site.admin_view(self.csv_view),
                  name="atlas_confoundreport_csv"),
+            path("<int:pk>/curate/", site.admin_view(self.curate_view),
+                 name="atlas_confoundreport_curate"),
             *super().get_urls(),
         ]  # fmt: skip
 
+    def visible_report(self, request: HttpRequest, pk: int) -> ConfoundReport:
+        """The report, or a 404 unless the researcher may see it (the admin's own scoping)."""
+        row = self.get_object(request, str(pk))
+        if row is None:
+            raise Http404(f"confound report {pk} not found")
+        return row
+
     def csv_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        row = self.get_object(request, str(pk))  # a 404 unless the researcher may see it
+        row = self.visible_report(request, pk)
         response = HttpResponse(confounds.candidates_csv(row), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="confounds-{pk}.csv"'
         return response
+
+    def curate_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        from backend.atlas.curate_admin import curate_view
+
+        return curate_view(self.admin_site, request, self.visible_report(request, pk))
 
     def compute_view(self, request: HttpRequest) -> HttpResponse:
         """Choose a unit (or a logit) and an image set; queue one Job. `?unit_set=&unit=

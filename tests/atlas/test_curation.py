@@ -248,3 +248,59 @@ def test_a_report_over_another_set_or_hidden_or_unknown_is_refused(
     UnitSet.objects.filter(pk=report.unit.unit_set_id).update(owner=owner)
     hidden = client_for(outsider).post(URL, {"rule": rule}, format="json")
     assert hidden.status_code == 404 and "confound report" in hidden.json()["message"]
+
+
+def test_the_reports_curation_page_exports_by_rule_or_ticked_and_refuses_bad_input(
+    client: Client, owner: User, labelled: ImageSet
+) -> None:
+    report = stored_report(labelled)
+    labelled.owner = owner
+    labelled.save()
+    client.force_login(owner)
+    url = f"/admin/atlas/confoundreport/{report.pk}/curate/"
+    assert url.encode() in client.get(f"/admin/atlas/confoundreport/{report.pk}/change/").content
+    page = client.get(url)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert html.count('name="image_ids"') == 12  # every image of the three grids, tickable
+    assert html.count('name="report_bands"') == 3 and "band 1 (33%–67%): 4 images" in html
+    assert '<option value="colour">' in html and '<option value="0">' in html
+
+    rule = {"selection": "rule", "label": "0", "report_bands": ["0", "1"], "attribute": "colour",
+            "seed": "2", "format": "csv"}  # fmt: skip
+    answer = client.post(url, rule)
+    assert answer.status_code == 200 and answer["Content-Type"] == "text/csv"
+    names = [r["name"] for r in csv.DictReader(io.StringIO(answer.content.decode()))]
+    expected = curation.select_from_report(report, "0", [0, 1], attribute="colour", seed=2)
+    members = {m.image_id: m for m in labelled.members.all()}
+    assert sorted(names) == sorted(f"0/{members[i].original_name.split('/')[-1]}" for i in expected)
+
+    ticked = [m.image_id for m in labelled.members.order_by("position")[:2]]
+    zipped = client.post(url, {"selection": "ticked", "image_ids": ticked, "seed": "0",
+                               "format": "zip"})  # fmt: skip
+    assert zipped.status_code == 200 and zipped["Content-Type"] == "application/zip"
+    back = ImageSet.objects.create(name="back", origin=ImageSet.Origin.ZIP)
+    imported = imagesets.ImportReport()
+    services.do_import_images(back, imagesets.scan_zip(io.BytesIO(zipped.content), imported),
+                              imported)  # fmt: skip
+    assert {m.image.sha256 for m in back.members.select_related("image")} == {
+        members[i].image.sha256 for i in ticked
+    }
+
+    for bad, message in (
+        ({**rule, "report_bands": []}, "tick at least one band"),
+        ({**rule, "label": ""}, "choose the target class"),
+        ({**rule, "report_bands": ["1"]}, "nothing to balance"),
+        ({"selection": "ticked", "seed": "0", "format": "zip"}, "tick at least one image"),
+        ({"selection": "ticked", "image_ids": ["999999"], "seed": "0", "format": "zip"},
+         "Select a valid choice"),
+    ):  # fmt: skip
+        refused = client.post(url, bad)
+        assert refused.status_code == 400 and message in refused.content.decode(), message
+        assert refused.content.decode().count('name="image_ids"') == 12
+
+    outsider = User.objects.create_user("outsider", password="x" * 12, is_staff=True)
+    UnitSet.objects.filter(pk=report.unit.unit_set_id).update(owner=owner)
+    client.force_login(outsider)
+    assert client.get(url).status_code == 404
+    assert client.get(f"/admin/atlas/confoundreport/{report.pk}/candidates.csv").status_code == 404
