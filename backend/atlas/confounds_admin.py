@@ -22,7 +22,7 @@ from backend.atlas.access import THROUGH
 from backend.atlas.models import ConfoundReport
 from backend.stimuli import access
 from backend.stimuli.admin import image_grid
-from backend.stimuli.admin_access import CatalogueScoped
+from backend.stimuli.admin_access import CatalogueScoped, ScopedChoicesForm
 from backend.stimuli.models import Image, ImageSet, UnitSet
 from backend.studies import permissions
 
@@ -198,7 +198,8 @@ def _distribution_table(column: str, counts: dict[str, int], n_images: int) -> S
     )  # fmt: skip
 
 
-class ConfoundReportForm(forms.Form):
+class ConfoundReportForm(ScopedChoicesForm):
+    scoped_fields = {"unit_set": access.visible_unit_sets, "image_set": access.visible_image_sets}
     unit_set = forms.ModelChoiceField(
         UnitSet.objects.select_related("layer__network").order_by("name"),
         help_text="for a logit: a channels unit set on the network's output layer",
@@ -211,16 +212,6 @@ class ConfoundReportForm(forms.Form):
     )
     grid = forms.IntegerField(initial=confounds.DEFAULTS["grid"], help_text="images per band")
     images_per_shard = forms.IntegerField(required=False, help_text="blank: the default")
-
-    def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
-        """Only the unit sets and image sets the researcher may see are offered."""
-        super().__init__(*args, **kwargs)
-        for name, scope in (
-            ("unit_set", access.visible_unit_sets), ("image_set", access.visible_image_sets),
-        ):  # fmt: skip
-            field = self.fields[name]
-            assert isinstance(field, forms.ModelChoiceField)
-            field.queryset = field.queryset.filter(pk__in=scope(user).values("pk"))  # type: ignore[union-attr]
 
     def params(self) -> dict[str, Any]:
         data = self.cleaned_data

@@ -14,12 +14,15 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from backend.atlas import lwta
+from backend.stimuli import access
+from backend.stimuli.admin_access import ScopedChoicesForm
 from backend.stimuli.models import ImageSet, Network
 
 MODULE_TYPES = [(name, name) for name in lwta.DEFAULTS["module_types"]]
 
 
-class FineTuneLWTAForm(forms.Form):
+class FineTuneLWTAForm(ScopedChoicesForm):
+    scoped_fields = {"base": access.visible_networks, "image_set": access.visible_image_sets}
     base = forms.ModelChoiceField(Network.objects.order_by("name"))
     image_set = forms.ModelChoiceField(ImageSet.objects.order_by("name"))
     name = forms.CharField(max_length=200, help_text="the new network's name")
@@ -62,7 +65,7 @@ class FineTuneLWTAForm(forms.Form):
 def fine_tune_view(admin_site: Any, request: HttpRequest) -> HttpResponse:
     """Choose a base, an image set and the options; queue one Job and follow its progress."""
     initial = {"base": request.GET.get("base")} if request.GET.get("base", "").isdigit() else {}
-    form = FineTuneLWTAForm(request.POST or None, initial=initial)
+    form = FineTuneLWTAForm(request.POST or None, initial=initial, user=request.user)
     status = 200
     if request.method == "POST":
         status = 400

@@ -17,10 +17,14 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from backend.atlas import retrain
+from backend.stimuli import access
+from backend.stimuli.admin_access import ScopedChoicesForm
 from backend.stimuli.models import ImageSet, Network
 
 
-class RetrainForm(forms.Form):
+class RetrainForm(ScopedChoicesForm):
+    scoped_fields = {"base": access.visible_networks, "train_set": access.visible_image_sets,
+                     "eval_set": access.visible_image_sets}  # fmt: skip
     base = forms.ModelChoiceField(Network.objects.order_by("name"))
     train_set = forms.ModelChoiceField(
         ImageSet.objects.order_by("name"), help_text="the curated set (e.g. an exported selection)"
@@ -49,7 +53,7 @@ class RetrainForm(forms.Form):
 def retrain_view(admin_site: Any, request: HttpRequest) -> HttpResponse:
     """Choose a base, the curated and held-out sets and the options; queue one Job."""
     initial = {k: request.GET[k] for k in ("base", "train_set") if request.GET.get(k, "").isdigit()}
-    form = RetrainForm(request.POST or None, initial=initial)
+    form = RetrainForm(request.POST or None, initial=initial, user=request.user)
     status = 200
     if request.method == "POST":
         status = 400
@@ -94,7 +98,8 @@ def report_table(report: dict[str, Any]) -> SafeString:
     )
 
 
-class CuratedExportForm(forms.Form):
+class CuratedExportForm(ScopedChoicesForm):
+    scoped_fields = {"image_set": access.visible_image_sets}
     image_set = forms.ModelChoiceField(ImageSet.objects.order_by("name"))
     image_ids = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3}),
@@ -110,7 +115,7 @@ def curated_export_view(admin_site: Any, request: HttpRequest) -> HttpResponse:
     bad input answers 400 on the form."""
     from backend.atlas.retrain_api import curated_export
 
-    form = CuratedExportForm(request.POST or None)
+    form = CuratedExportForm(request.POST or None, user=request.user)
     status = 200
     if request.method == "POST":
         status = 400

@@ -22,7 +22,7 @@ from backend.atlas import spectra, spectra_plots
 from backend.atlas.access import THROUGH, visible_rows
 from backend.atlas.models import Spectrum
 from backend.stimuli import access
-from backend.stimuli.admin_access import CatalogueScoped
+from backend.stimuli.admin_access import CatalogueScoped, ScopedChoicesForm
 from backend.stimuli.models import ImageSet, Layer, UnitSet
 from backend.studies import permissions
 
@@ -120,6 +120,7 @@ class SpectrumAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg
     def compute_view(self, request: HttpRequest) -> HttpResponse:
         """Choose layers (and bases), an image set and the sampling; queue one Job."""
         form = ComputeSpectraForm(request.POST or None, user=request.user)
+        status = 400 if request.method == "POST" else 200  # unless it queues (a redirect)
         if request.method == "POST" and form.is_valid():
             try:
                 job = spectra.do_queue_spectra(form.params(), request.user)
@@ -130,10 +131,14 @@ class SpectrumAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg
                 return HttpResponseRedirect(reverse("admin:stimuli_job_change", args=[job.pk]))
         context = {**self.admin_site.each_context(request), "title": "Compute spectra",
                    "form": form}  # fmt: skip
-        return TemplateResponse(request, "admin/atlas/spectrum/compute.html", context)
+        return TemplateResponse(
+            request, "admin/atlas/spectrum/compute.html", context, status=status
+        )
 
 
-class ComputeSpectraForm(forms.Form):
+class ComputeSpectraForm(ScopedChoicesForm):
+    scoped_fields = {"layers": access.visible_layers, "unit_sets": access.visible_unit_sets,
+                     "image_set": access.visible_image_sets}  # fmt: skip
     layers = forms.ModelMultipleChoiceField(
         Layer.objects.select_related("network").order_by("network__name", "position"),
         required=False, help_text="layers of one network (their channels)",
@@ -152,18 +157,6 @@ class ComputeSpectraForm(forms.Form):
     )
     path = forms.ChoiceField(choices=[(k, k) for k in (*spectra.PATH_KINDS, "none")])
     path_steps = forms.IntegerField(min_value=3, initial=128)
-
-    def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
-        """Only the layers, unit sets and image sets the researcher may see are offered."""
-        super().__init__(*args, **kwargs)
-        for name, scope in (
-            ("layers", access.visible_layers),
-            ("unit_sets", access.visible_unit_sets),
-            ("image_set", access.visible_image_sets),
-        ):
-            field = self.fields[name]
-            assert isinstance(field, forms.ModelChoiceField)
-            field.queryset = field.queryset.filter(pk__in=scope(user).values("pk"))  # type: ignore[union-attr]
 
     def params(self) -> dict[str, Any]:
         data = self.cleaned_data

@@ -9,8 +9,10 @@ adds an item its owner; and gives superusers an action that puts items in the sh
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import FieldDoesNotExist
 from django.db.models import ForeignKey, ManyToManyField, Model, QuerySet
@@ -98,3 +100,19 @@ def _target(model: type[Model], field_path: str) -> Any:
             return None
         current = field.related_model
     return field
+
+
+class ScopedChoicesForm(forms.Form):
+    """A form of the admin's own pages whose catalogue pickers offer only what the researcher
+    may see: `scoped_fields` maps a (multiple) model choice field to its `access.visible_*`
+    scope; the form takes the researcher as `user`. A hidden item's id posted anyway is the
+    field's "select a valid choice" error."""
+
+    scoped_fields: ClassVar[dict[str, Callable[[Any], QuerySet[Any]]]] = {}
+
+    def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, scope in self.scoped_fields.items():
+            field = self.fields[name]
+            assert isinstance(field, forms.ModelChoiceField)
+            field.queryset = field.queryset.filter(pk__in=scope(user).values("pk"))  # type: ignore[union-attr]
