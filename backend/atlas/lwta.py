@@ -16,7 +16,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
 
 from backend.atlas.models import LWTANetwork
 from backend.stimuli import services
@@ -225,31 +224,21 @@ def finetune_shard(job: Job, shard: Shard, progress: ProgressReporter) -> ShardO
 
 def register_lwta_network(job: Job, shards: list[Shard], progress: ProgressReporter) -> ShardOutput:
     """The new Network (its layers inspected on this worker) and its LWTANetwork row."""
+    from backend.atlas.services import derived_network_output
+
     trained = shards[0].result
     base = Network.objects.get(pk=job.params["base"])
-    source = f"lwta:{base.source}@{trained['checkpoint']}"
-    try:
-        preprocess, layers = services.inspect_network(source)
-    except ValidationError as err:
-        raise JobFailed(f"the fine-tuned network does not load: {err.messages[0]}") from None
-    name = job.params["name"]
 
-    def save() -> None:
-        with transaction.atomic():
-            network = Network(
-                name=name,
-                source=source,
-                description=f"LWTA version of {base}",
-                owner=job.created_by,
-            )  # the researcher who queued it
-            network = services.do_save_network(network, preprocess, layers)
-            LWTANetwork.objects.create(
-                network=network, base=base, image_set_id=job.params["image_set"],
-                block_size=trained["lwta"]["block_size"],
-                temperature=trained["lwta"]["temperature"], modules=trained["replaced"],
-                checkpoint=trained["checkpoint"], fine_tune=trained["fine_tune"],
-                report=trained["report"], curve=trained["curve"], job=job,
-            )  # fmt: skip
+    def row(network: Network) -> None:
+        LWTANetwork.objects.create(
+            network=network, base=base, image_set_id=job.params["image_set"],
+            block_size=trained["lwta"]["block_size"],
+            temperature=trained["lwta"]["temperature"], modules=trained["replaced"],
+            checkpoint=trained["checkpoint"], fine_tune=trained["fine_tune"],
+            report=trained["report"], curve=trained["curve"], job=job,
+        )  # fmt: skip
 
-    summary = {"network": name, "source": source, "report": trained["report"]}
-    return ShardOutput(summary, save=save)
+    return derived_network_output(
+        job, f"lwta:{base.source}@{trained['checkpoint']}", f"LWTA version of {base}", row,
+        {"report": trained["report"]}, "the fine-tuned network",
+    )  # fmt: skip

@@ -18,7 +18,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
 
 from backend.atlas.models import RetrainedNetwork
 from backend.stimuli import services
@@ -198,27 +197,21 @@ def register_retrained_network(
     job: Job, shards: list[Shard], progress: ProgressReporter
 ) -> ShardOutput:
     """The new Network (its layers inspected on this worker) and its RetrainedNetwork row."""
+    from backend.atlas.services import derived_network_output
+
     fitted = shards[0].result
     base = Network.objects.get(pk=job.params["base"])
-    source = f"lastlayer:{base.source}@{fitted['weights']}"
-    try:
-        preprocess, layers = services.inspect_network(source)
-    except ValidationError as err:
-        raise JobFailed(f"the retrained network does not load: {err.messages[0]}") from None
-    name = job.params["name"]
 
-    def save() -> None:
-        with transaction.atomic():
-            network = Network(
-                name=name, source=source, owner=job.created_by,
-                description=f"{base} with its last layer ({fitted['module']}) refitted",
-            )  # fmt: skip
-            network = services.do_save_network(network, preprocess, layers)
-            RetrainedNetwork.objects.create(
-                network=network, base=base, train_set_id=job.params["train_set"],
-                eval_set_id=job.params["eval_set"], attribute=fitted["fit"]["attribute"],
-                module=fitted["module"], weights=fitted["weights"], fit=fitted["fit"],
-                report=fitted["report"], job=job,
-            )  # fmt: skip
+    def row(network: Network) -> None:
+        RetrainedNetwork.objects.create(
+            network=network, base=base, train_set_id=job.params["train_set"],
+            eval_set_id=job.params["eval_set"], attribute=fitted["fit"]["attribute"],
+            module=fitted["module"], weights=fitted["weights"], fit=fitted["fit"],
+            report=fitted["report"], job=job,
+        )  # fmt: skip
 
-    return ShardOutput({"network": name, "source": source, "report": fitted["report"]}, save=save)
+    return derived_network_output(
+        job, f"lastlayer:{base.source}@{fitted['weights']}",
+        f"{base} with its last layer ({fitted['module']}) refitted", row,
+        {"report": fitted["report"]}, "the retrained network",
+    )  # fmt: skip

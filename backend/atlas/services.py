@@ -3,15 +3,18 @@ their merge steps computed. Views and admin actions call these; nothing else wri
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from backend.atlas import jobkinds
 from backend.atlas.models import AblationCurve, Measure, Population
 from backend.stimuli import services as stimuli_services
-from backend.stimuli.models import ImageSet, ImageSetMember, Job, Unit, UnitSet
+from backend.stimuli.jobs import JobFailed, ShardOutput
+from backend.stimuli.models import ImageSet, ImageSetMember, Job, Network, Unit, UnitSet
 
 
 def do_queue_activity_job(
@@ -165,3 +168,32 @@ def do_create_population_unit_set(
     population_set.save()
     stimuli_services.do_ensure_units(population_set, len(populations))
     return population_set
+
+
+def derived_network_output(
+    job: Job,
+    source: str,
+    description: str,
+    make_row: Callable[[Network], Any],
+    summary: dict[str, Any],
+    what: str,
+) -> ShardOutput:
+    """The merge of a job that derives a network from `job.params["base"]` (an LWTA version, a
+    refitted last layer): `source` inspected on this worker (one that does not load fails the
+    job: "`what` does not load: …"), then, in the merge's save, the Network named
+    `job.params["name"]` (owned by whoever queued the job) with its layers and its own row
+    (`make_row(network)`), in one transaction."""
+    try:
+        preprocess, layers = stimuli_services.inspect_network(source)
+    except ValidationError as err:
+        raise JobFailed(f"{what} does not load: {err.messages[0]}") from None
+    name = job.params["name"]
+
+    def save() -> None:
+        with transaction.atomic():
+            network = Network(
+                name=name, source=source, description=description, owner=job.created_by
+            )
+            make_row(stimuli_services.do_save_network(network, preprocess, layers))
+
+    return ShardOutput({"network": name, "source": source, **summary}, save=save)
