@@ -282,3 +282,21 @@ def test_a_lastlayer_source_names_its_problems(tmp_path: Path) -> None:
     torch.save({"weight": torch.zeros(2)}, junk)
     with pytest.raises(NetworkError, match="is not a last-layer file"):
         load_network(f"lastlayer:builtin:efficientnet_lite0@{junk}", device="cpu")
+
+
+def test_a_retrained_network_that_does_not_load_fails_the_merge_and_saves_nothing(
+    tmp_path: Path,
+) -> None:
+    from backend.stimuli.jobs import JobFailed
+    from backend.stimuli.models import Shard
+
+    base = services.do_create_network("lite0", "builtin:efficientnet_lite0")
+    job = Job.objects.create(kind=retrain_job.KIND, params={
+        "base": base.pk, "name": "never-saved", "train_set": 0, "eval_set": 0,
+    })  # fmt: skip
+    fitted = {"weights": str(tmp_path / "missing.pt"), "module": "classifier",
+              "fit": {"attribute": ""}, "report": {}}  # fmt: skip
+    with pytest.raises(JobFailed, match="^the retrained network does not load: "):
+        retrain_job.register_retrained_network(job, [Shard(job=job, result=fitted)], None)  # type: ignore[arg-type]
+    assert not Network.objects.filter(name="never-saved").exists()
+    assert not RetrainedNetwork.objects.exists()
