@@ -394,12 +394,19 @@ def _load_torchscript(path: str) -> tuple[nn.Module, Preprocess]:
     return module, Preprocess(resize=256, crop=224)
 
 
+def _derived(kind: str, rest: str, what: str) -> tuple[str, str]:
+    """(base source, file path) of a derived source `kind:BASE_SOURCE@PATH`: the last '@' splits
+    them (the base may hold an '@' of its own)."""
+    base_source, sep, path = rest.rpartition("@")
+    if not sep or not base_source or not path:
+        raise NetworkError(f"{kind} source must look like {kind}:BASE_SOURCE@{what}, got {rest!r}")
+    return base_source, path
+
+
 def _load_lwta(rest: str) -> tuple[nn.Module, Preprocess]:
     from worker.analyses import lwta
 
-    base_source, sep, path = rest.rpartition("@")  # the base may hold an '@' of its own
-    if not sep or not base_source or not path:
-        raise NetworkError(f"lwta source must look like lwta:BASE_SOURCE@CHECKPOINT, got {rest!r}")
+    base_source, path = _derived("lwta", rest, "CHECKPOINT")
     try:
         checkpoint = lwta.load_checkpoint(path)
         base = load_network(base_source, device="cpu")
@@ -412,11 +419,7 @@ def _load_lwta(rest: str) -> tuple[nn.Module, Preprocess]:
 def _load_lastlayer(rest: str) -> tuple[nn.Module, Preprocess]:
     from worker.analyses import retrain
 
-    base_source, sep, path = rest.rpartition("@")  # the base may hold an '@' of its own
-    if not sep or not base_source or not path:
-        raise NetworkError(
-            f"lastlayer source must look like lastlayer:BASE_SOURCE@WEIGHTS_PATH, got {rest!r}"
-        )
+    base_source, path = _derived("lastlayer", rest, "WEIGHTS_PATH")
     try:
         saved = retrain.load_last_layer(path)
         base = load_network(base_source, device="cpu")
