@@ -17,7 +17,7 @@ from backend.studies import permissions
 
 
 @admin.register(ImportedDataset)
-class ImportedDatasetAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ImportedDatasetAdmin(permissions.ResearcherViewOnly, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["name", "rows", "source_file", "imported_at", "imported_by"]
     readonly_fields = ["name", "rows", "source_file", "column_mapping", "imported_at",
                        "imported_by"]  # fmt: skip
@@ -31,18 +31,6 @@ class ImportedDatasetAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         if dataset is None:
             raise Http404("No such dataset.")
         return dataset
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return permissions.is_researcher(request.user)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return permissions.is_researcher(request.user)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.is_superuser)

@@ -30,7 +30,11 @@ SHOWN_VALUES = 12  # the most frequent values of a column shown per band
 
 
 @admin.register(ConfoundReport)
-class ConfoundReportAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg]
+class ConfoundReportAdmin(
+    permissions.ResearcherViewOnly,
+    CatalogueScoped,
+    admin.ModelAdmin,  # type: ignore[type-arg]
+):
     scope_through = THROUGH[ConfoundReport]
     list_display = ["unit_shown", "image_set", "n_bands", "n_images", "top_candidate",
                     "computed_at"]  # fmt: skip
@@ -39,18 +43,6 @@ class ConfoundReportAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[ty
     readonly_fields = ["unit_shown", "image_set", "n_bands", "alpha", "n_images", "job",
                        "computed_at", "candidate_table", "band_sections"]  # fmt: skip
     fields = readonly_fields  # type: ignore[assignment]
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return permissions.is_researcher(request.user)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return permissions.is_researcher(request.user)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_queryset(self, request: HttpRequest) -> Any:
         related = "unit__unit_set__layer__network", "image_set"

@@ -28,7 +28,11 @@ from backend.studies import permissions
 
 
 @admin.register(Spectrum)
-class SpectrumAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg]
+class SpectrumAdmin(
+    permissions.ResearcherViewOnly,
+    CatalogueScoped,
+    admin.ModelAdmin,  # type: ignore[type-arg]
+):
     scope_through = THROUGH[Spectrum]
     list_display = ["layer", "network", "basis", "image_set", "sampling", "alpha_shown",
                     "criterion", "participation_ratio", "energy", "computed_at"]  # fmt: skip
@@ -38,18 +42,6 @@ class SpectrumAdmin(CatalogueScoped, admin.ModelAdmin):  # type: ignore[type-arg
                        "projection_plot", "job", "computed_at"]  # fmt: skip
     fields = ["layer", "unit_set", "image_set", "sampling", "figures", "spectrum_plot",
               "projection_plot", "job", "computed_at"]  # fmt: skip
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return permissions.is_researcher(request.user)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return permissions.is_researcher(request.user)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Spectrum]:
         return super().get_queryset(request).select_related("layer__network", "unit_set")

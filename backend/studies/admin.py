@@ -86,25 +86,6 @@ class StudyForm(forms.ModelForm):  # type: ignore[type-arg]
         return studies
 
 
-class ResearcherReadOnly:
-    """Researchers may read these pages; nobody edits them (they are built, not written)."""
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return permissions.is_researcher(request.user)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return permissions.is_researcher(request.user)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 class StudyPartInline(admin.TabularInline):  # type: ignore[type-arg]
     """A part of a study edited on its page: whoever may see the study may edit its parts
     (the study admin has already checked that), whatever their per-model permissions, until
@@ -187,7 +168,7 @@ class PracticeTrialInline(StudyPartInline):
         return formset
 
 
-class TrialInline(ResearcherReadOnly, admin.TabularInline):  # type: ignore[type-arg]
+class TrialInline(permissions.ResearcherReadOnly, admin.TabularInline):  # type: ignore[type-arg]
     """A task list's trials as built, answer key included (researchers only)."""
 
     model = Trial
@@ -201,7 +182,7 @@ class TrialInline(ResearcherReadOnly, admin.TabularInline):  # type: ignore[type
 
 
 @admin.register(TaskList)
-class TaskListAdmin(ResearcherReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
+class TaskListAdmin(permissions.ResearcherReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
     """Read-only: what each participant slot holds and how far it has been served."""
 
     list_display = ["__str__", "study", "index", "sessions_started", "sessions_completed",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Q, QuerySet
-from django.http import Http404
+from django.http import Http404, HttpRequest
 
 from backend.studies.models import Study
 
@@ -77,3 +77,29 @@ def get_study_or_404(user: Any, **lookup: Any) -> Study:
 def is_researcher(user: Any) -> bool:
     """Staff accounts are researchers: they may create studies and see their own."""
     return bool(user.is_authenticated and user.is_active and user.is_staff)
+
+
+class ResearcherViewOnly:
+    """Mix in first, before any other admin base: researchers may read these pages, nobody adds
+    or changes their rows (jobs and the participant API write them). Deleting is the next
+    base's rule (a catalogue owner's, the model permissions')."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_researcher(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_researcher(request.user)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ResearcherReadOnly(ResearcherViewOnly):
+    """Researchers may read these pages; nobody edits or deletes them (they are built, not
+    written)."""
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
