@@ -6,7 +6,6 @@ researcher's private report is a 404."""
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
@@ -17,7 +16,7 @@ from backend.atlas import confounds
 from backend.atlas.access import visible_rows
 from backend.atlas.models import ConfoundReport
 from backend.core.errors import ApiError
-from backend.stimuli.api import JOB_SCHEMA, job_response
+from backend.stimuli.api import JOB_SCHEMA, id_filter, queue_from_body
 from backend.studies.api import IsResearcher
 
 ID = {"type": "integer", "minimum": 0}
@@ -26,15 +25,6 @@ FILTERS = [
     OpenApiParameter("unit", ID, description="a unit's index in its unit set"),
     OpenApiParameter("image_set", ID, description="an image set's id"),
 ]
-
-
-def _int_filter(request: Request, name: str) -> int | None:
-    value = request.query_params.get(name)
-    if value in (None, ""):
-        return None
-    if not str(value).isdigit():
-        raise ApiError("bad_filter", f"{name} must be a whole number, got {value!r}")
-    return int(str(value))
 
 
 def visible_report(request: Request, pk: int) -> ConfoundReport:
@@ -53,8 +43,8 @@ class ConfoundReports(APIView):
     @extend_schema(operation_id="atlas_confounds_list", parameters=FILTERS, responses={200: dict})
     def get(self, request: Request) -> Response:
         rows = confounds.reports_of(
-            _int_filter(request, "unit_set"), _int_filter(request, "image_set"),
-            _int_filter(request, "unit"),
+            id_filter(request, "unit_set"), id_filter(request, "image_set"),
+            id_filter(request, "unit"),
         )  # fmt: skip
         rows = visible_rows(rows, request.user)
         return Response({"confound_reports": [confounds.report_summary(r) for r in rows]})
@@ -62,13 +52,7 @@ class ConfoundReports(APIView):
     @extend_schema(operation_id="atlas_confounds_create", request=dict,
                    responses={202: JOB_SCHEMA, 400: None})  # fmt: skip
     def post(self, request: Request) -> Response:
-        if not isinstance(request.data, dict):
-            raise ApiError("bad_request", "send the job's parameters as a JSON object")
-        try:
-            job = confounds.do_queue_confound_report(dict(request.data), request.user)
-        except ValidationError as err:
-            raise ApiError("invalid_parameters", " ".join(err.messages)) from None
-        return job_response(job)
+        return queue_from_body(request, confounds.do_queue_confound_report)
 
 
 class ConfoundReportDetail(APIView):

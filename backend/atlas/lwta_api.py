@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,8 +15,7 @@ from rest_framework.views import APIView
 from backend.atlas import lwta
 from backend.atlas.access import visible_rows
 from backend.atlas.models import LWTANetwork
-from backend.core.errors import ApiError
-from backend.stimuli.api import JOB_SCHEMA, job_response
+from backend.stimuli.api import JOB_SCHEMA, queue_from_body
 from backend.studies.api import IsResearcher
 
 
@@ -45,10 +43,4 @@ class LWTANetworks(APIView):
     @extend_schema(operation_id="atlas_lwta_create", request=dict,
                    responses={202: JOB_SCHEMA, 400: None})  # fmt: skip
     def post(self, request: Request) -> Response:
-        if not isinstance(request.data, dict):
-            raise ApiError("bad_request", "send the job's parameters as a JSON object")
-        try:
-            job = lwta.do_queue_lwta_params(dict(request.data), request.user)
-        except ValidationError as err:
-            raise ApiError("invalid_parameters", " ".join(err.messages)) from None
-        return job_response(job)
+        return queue_from_body(request, lwta.do_queue_lwta_params)

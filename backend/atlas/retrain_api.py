@@ -18,7 +18,7 @@ from backend.atlas import retrain
 from backend.atlas.access import visible_rows
 from backend.atlas.models import ConfoundReport, RetrainedNetwork
 from backend.core.errors import ApiError
-from backend.stimuli.api import JOB_SCHEMA, job_response
+from backend.stimuli.api import JOB_SCHEMA, queue_from_body
 from backend.studies.api import IsResearcher
 
 
@@ -46,13 +46,7 @@ class RetrainedNetworks(APIView):
     @extend_schema(operation_id="atlas_retrain_create", request=dict,
                    responses={202: JOB_SCHEMA, 400: None})  # fmt: skip
     def post(self, request: Request) -> Response:
-        if not isinstance(request.data, dict):
-            raise ApiError("bad_request", "send the job's parameters as a JSON object")
-        try:
-            job = retrain.do_queue_retrain_params(dict(request.data), request.user)
-        except ValidationError as err:
-            raise ApiError("invalid_parameters", " ".join(err.messages)) from None
-        return job_response(job)
+        return queue_from_body(request, retrain.do_queue_retrain_params)
 
 
 class CuratedExport(APIView):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
@@ -16,7 +15,7 @@ from rest_framework.views import APIView
 from backend.atlas import spectra
 from backend.atlas.access import visible_rows
 from backend.core.errors import ApiError
-from backend.stimuli.api import JOB_SCHEMA, job_response
+from backend.stimuli.api import JOB_SCHEMA, id_filter, queue_from_body
 from backend.studies.api import IsResearcher
 
 ID = {"type": "integer", "minimum": 0}
@@ -26,17 +25,8 @@ FILTERS = [
 ]
 
 
-def _int_filter(request: Request, name: str) -> int | None:
-    value = request.query_params.get(name)
-    if value in (None, ""):
-        return None
-    if not str(value).isdigit():
-        raise ApiError("bad_filter", f"{name} must be an id (a whole number), got {value!r}")
-    return int(str(value))
-
-
 def _filtered(request: Request) -> Any:
-    rows = spectra.spectra_of(_int_filter(request, "network"), _int_filter(request, "image_set"))
+    rows = spectra.spectra_of(id_filter(request, "network"), id_filter(request, "image_set"))
     return visible_rows(rows, request.user)
 
 
@@ -49,13 +39,7 @@ class Spectra(APIView):
 
     @extend_schema(request=dict, responses={202: JOB_SCHEMA, 400: None})
     def post(self, request: Request) -> Response:
-        if not isinstance(request.data, dict):
-            raise ApiError("bad_request", "send the job's parameters as a JSON object")
-        try:
-            job = spectra.do_queue_spectra(dict(request.data), request.user)
-        except ValidationError as err:
-            raise ApiError("invalid_parameters", " ".join(err.messages)) from None
-        return job_response(job)
+        return queue_from_body(request, spectra.do_queue_spectra)
 
 
 class SpectrumDetail(APIView):

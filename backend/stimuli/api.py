@@ -4,6 +4,7 @@ the caller may not see is a 404."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -56,6 +57,29 @@ def job_body(job: Job) -> dict[str, Any]:
 def job_response(job: Job) -> Response:
     """The answer of a view that queued a job: 202 and where to follow it."""
     return Response(job_body(job), status=status.HTTP_202_ACCEPTED)
+
+
+def queue_from_body(request: Request, queue: Callable[[dict[str, Any], Any], Job]) -> Response:
+    """The answer of a view that queues a job from the parameters in its JSON body,
+    `queue(params, user)`: 202 and where to follow it; a 400 that queues nothing for a body that
+    is not an object, or with the planner's message for parameters it cannot run."""
+    if not isinstance(request.data, dict):
+        raise ApiError("bad_request", "send the job's parameters as a JSON object")
+    try:
+        job = queue(dict(request.data), request.user)
+    except ValidationError as err:
+        raise ApiError("invalid_parameters", " ".join(err.messages)) from None
+    return job_response(job)
+
+
+def id_filter(request: Request, name: str) -> int | None:
+    """The query parameter `name` as an id (None when absent or blank; a 400 otherwise)."""
+    value = request.query_params.get(name)
+    if value in (None, ""):
+        return None
+    if not str(value).isdigit():
+        raise ApiError("bad_filter", f"{name} must be an id (a whole number), got {value!r}")
+    return int(str(value))
 
 
 class JobDetail(APIView):

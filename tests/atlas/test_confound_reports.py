@@ -270,3 +270,14 @@ def test_the_management_command_runs_the_report_and_writes_its_candidates(
     row = ConfoundReport.objects.get()
     assert row.unit.index == 2 and row.n_bands == 3 and row.job.state == Job.State.SUCCEEDED
     assert target.read_text().startswith("rank,attribute,value,band,")
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [(URL, "unit_set"), (URL, "image_set"), ("/api/v1/researcher/atlas/spectra/", "network"),
+     ("/api/v1/researcher/atlas/spectra.csv", "image_set")],
+)  # fmt: skip
+def test_a_filter_that_is_not_an_id_is_a_400(owner: User, url: str, name: str) -> None:
+    answer = api_client(owner).get(url, {name: "3x"})
+    assert answer.status_code == 400
+    assert answer.json()["message"] == f"{name} must be an id (a whole number), got '3x'"
