@@ -673,19 +673,29 @@ def _names(model: Any, ids: list[int], shown: int = 3) -> str:
 
 
 def job_subject(params: dict[str, Any]) -> str:
-    """What a job works on, in words, from its parameters: the image set, network, unit sets
-    or units it names (read defensively: a job of another version may name others)."""
+    """What a job works on, in words, from its parameters: the image sets, networks, layers,
+    unit sets or units it names (read defensively: a job of another version may name others)."""
     parts = []
     if units := _ids(params.get("units")):
         sets = UnitSet.objects.filter(units__in=units).distinct().values_list("name", flat=True)
         parts.append(f"{len(units)} unit(s) of {', '.join(sorted(sets)) or '(deleted)'}")
     for key, label in (("unit_sets", "unit sets"), ("unit_set", "unit set")):
         if ids := _ids(params.get(key)):
-            parts.append(f"{label} {_names(UnitSet, ids)}")
-    if ids := _ids(params.get("network")):
-        parts.append(f"network {_names(Network, ids)}")
-    if ids := _ids(params.get("image_set")):
-        parts.append(f"image set {_names(ImageSet, ids)}")
+            unit = params.get("unit") if key == "unit_set" else None
+            which = f"unit {unit} of " if _ids(unit) else ""
+            parts.append(f"{which}{label} {_names(UnitSet, ids)}")
+    if ids := _ids(params.get("layers")):
+        layers = Layer.objects.filter(pk__in=ids[:3]).select_related("network")
+        names = sorted(f"{layer.network.name} {layer.name}" for layer in layers)
+        more = f" and {len(ids) - 3} more" if len(ids) > 3 else ""
+        parts.append(f"layers {', '.join(names) + more if names else '(deleted)'}")
+    for key, label in (("network", "network"), ("base", "base network")):
+        if ids := _ids(params.get(key)):
+            parts.append(f"{label} {_names(Network, ids)}")
+    for key, label in (("image_set", "image set"), ("train_set", "training set"),
+                       ("eval_set", "held-out set")):  # fmt: skip
+        if ids := _ids(params.get(key)):
+            parts.append(f"{label} {_names(ImageSet, ids)}")
     if isinstance(params.get("preset"), str) and params["preset"]:
         parts.append(f"preset {params['preset']}")
     return "; ".join(parts) or "—"

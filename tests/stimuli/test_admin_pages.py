@@ -68,3 +68,24 @@ def test_the_job_list_says_what_each_job_works_on(client: Client, superuser: Use
     assert "unit set sae-units" in html
     assert "unit sets sae-units; network net; image set photos" in html
     assert "3 unit(s) of sae-units; preset imi" in html
+
+
+def test_the_job_list_names_the_atlas_jobs_subjects(client: Client, superuser: User) -> None:
+    units = factories.unit_set("sae-units", n_units=3)
+    photos = ImageSet.objects.create(name="photos", origin=ImageSet.Origin.DEMO)
+    held_out = ImageSet.objects.create(name="held-out", origin=ImageSet.Origin.DEMO)
+    Job.objects.create(kind="compute_spectra", params={
+        "layers": [units.layer_id], "unit_sets": [units.pk], "image_set": photos.pk})  # fmt: skip
+    Job.objects.create(kind="confound_report", params={
+        "unit_set": units.pk, "unit": 2, "image_set": photos.pk})  # fmt: skip
+    Job.objects.create(kind="retrain_last_layer", params={
+        "base": units.layer.network_id, "train_set": photos.pk, "eval_set": held_out.pk,
+        "name": "refit"})  # fmt: skip
+    client.force_login(superuser)
+
+    html = client.get("/admin/stimuli/job/").content.decode()
+
+    layer = f"{units.layer.network.name} {units.layer.name}"
+    assert f"unit sets sae-units; layers {layer}; image set photos" in html
+    assert "unit 2 of unit set sae-units; image set photos" in html
+    assert "base network net; training set photos; held-out set held-out" in html
