@@ -504,7 +504,11 @@ def _queue_missing(request: HttpRequest, study: Study) -> Study:
     try:
         builder.build(study)
     except builder.BuildRefused as err:
-        jobs = services.do_queue_missing_stimuli(study, err.missing, _user(request))
+        try:
+            jobs = services.do_queue_missing_stimuli(study, err.missing, _user(request))
+        except ValidationError as refusal:  # a job's planner refused (e.g. an empty image set)
+            messages.error(request, f"Could not queue the jobs: {' '.join(refusal.messages)}")
+            return study
         names = ", ".join(str(job) for job in jobs)
         messages.success(request, f"Queued {len(jobs)} job(s): {names}. Build again when done.")
         return study

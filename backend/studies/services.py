@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from backend.stimuli import bands
 from backend.stimuli import services as stimuli_services
-from backend.stimuli.models import Image, Job, UnitSet
+from backend.stimuli.models import Image, ImageSet, Job, UnitSet
 from backend.studies import builder, content, presets, readiness
 from backend.studies.builder import BuildRefused, Refused  # noqa: F401  (raised from here)
 from backend.studies.models import Condition, PracticeTrial, Study, TaskList, Trial
@@ -331,7 +331,25 @@ def do_queue_missing_stimuli(
     if occlusion_units:
         params = {"units": occlusion_units, "occluder_fraction": 0.4, "stride": 2}
         jobs.append(stimuli_services.do_queue_job(Job.Kind.COMPUTE_OCCLUSION, params, user))
+    if missing.get("description"):
+        jobs += _queue_descriptions(study, missing["description"], user)
     return jobs
+
+
+def _queue_descriptions(study: Study, unit_ids: list[int], user: User | None) -> list[Job]:
+    """The description jobs of the unit sets of `unit_ids`: over the study's image set (the
+    description the builder takes first), else over each unit set's own."""
+    from backend.atlas.descriptions import queue_descriptions
+
+    by_image_set: dict[int, list[UnitSet]] = {}
+    for unit_set in UnitSet.objects.filter(units__in=unit_ids).distinct().order_by("pk"):
+        image_set = study.image_set_id or unit_set.image_set_id
+        if image_set is not None:
+            by_image_set.setdefault(image_set, []).append(unit_set)
+    return [
+        queue_descriptions(unit_sets, ImageSet.objects.get(pk=image_set), user)
+        for image_set, unit_sets in sorted(by_image_set.items())
+    ]
 
 
 def _exemplar_bands(study: Study) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from backend.atlas.models import Description
-from backend.stimuli.models import ExemplarSet, ImageSet, UnitSet
+from backend.stimuli.models import ExemplarSet, Image, ImageSet, ImageSetMember, Job, UnitSet
 from backend.studies import services
 from backend.studies.builder import BuildRefused
 from backend.studies.models import Condition, Study, TaskList, Trial
@@ -121,6 +121,30 @@ def test_a_design_whose_units_have_no_description_is_refused_and_nothing_is_buil
         units.units.filter(index__in=[3, 7]).values_list("pk", flat=True)
     )
     assert not TaskList.objects.filter(study=study).exists()
+
+    # "Queue the missing jobs": one description job for the units' unit set, over the image set
+    # the builder reads descriptions of first (the study's, else the unit set's).
+    study.image_set = factories.natural_image_set()  # the exemplars' set, given its images
+    study.save()
+    for position, image in enumerate(Image.objects.filter(kind=Image.Kind.NATURAL)[:4]):
+        ImageSetMember.objects.create(image_set=study.image_set, image=image, position=position)
+    jobs = services.do_queue_missing_stimuli(study, refused.value.missing, owner)
+    assert [job.kind for job in jobs] == ["describe_units"]
+    assert jobs[0].params["unit_sets"] == [units.pk]
+    assert jobs[0].params["image_set"] == study.image_set_id and jobs[0].created_by == owner
+
+
+def test_queueing_the_missing_jobs_that_cannot_run_says_why_on_the_page(
+    owner: User, units: UnitSet, admin_password: str, client: Client
+) -> None:
+    study = small(factories.study(owner, "descriptions2023", units))  # its image set is empty
+    client.login(username=owner.username, password=admin_password)
+
+    answer = client.post(f"/admin/studies/study/{study.pk}/queue_missing/", follow=True)
+
+    assert answer.status_code == 200
+    assert "Could not queue the jobs: image set demo has no images" in answer.content.decode()
+    assert not Job.objects.exists()
 
 
 def test_the_api_refuses_such_a_build_with_409_and_the_missing_units(
