@@ -83,3 +83,8 @@ STEPS.append(describe_demo_units)
 from backend.atlas.lwta_demo import seed_lwta  # noqa: E402
 
 STEPS.append(seed_lwta)
+
+# --- Mid-range activations (#20): a confound report on a logit, last-layer retraining ---------
+from backend.atlas.midrange_demo import seed_confound_report, seed_retraining  # noqa: E402
+
+STEPS += [seed_confound_report, seed_retraining]

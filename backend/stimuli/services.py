@@ -189,6 +189,37 @@ def do_import_images(
     return report
 
 
+@transaction.atomic
+def do_create_image_subset(
+    image_set: ImageSet, name: str, labels: dict[int, str], description: str = ""
+) -> ImageSet:
+    """A new image set of some of `image_set`'s images, already stored (nothing is read or
+    imported): `labels` maps each chosen image's id to its label in the new set. The members
+    keep their order, original name, source photo and attributes; the set its origin and
+    owner. Raises ValidationError for a taken name or an image the set does not have."""
+    if ImageSet.objects.filter(name=name).exists():
+        raise ValidationError(f"an image set named {name!r} exists: choose another name")
+    members = list(image_set.members.filter(image_id__in=labels).order_by("position"))
+    missing = set(labels) - {m.image_id for m in members}
+    if missing:
+        raise ValidationError(f"{len(missing)} of the images are not in {image_set}")
+    subset = ImageSet(
+        name=name, origin=image_set.origin, owner=image_set.owner, description=description,
+        source=f"subset of {image_set.name}",
+    )  # fmt: skip
+    subset.full_clean()
+    subset.save()
+    copies = [
+        ImageSetMember(
+            image_set=subset, image_id=m.image_id, position=position, label=labels[m.image_id],
+            original_name=m.original_name, source=m.source, attributes=dict(m.attributes or {}),
+        )
+        for position, m in enumerate(members)
+    ]  # fmt: skip
+    ImageSetMember.objects.bulk_create(copies)
+    return subset
+
+
 def report_as_dict(report: imagesets.ImportReport) -> dict[str, Any]:
     return {
         "accepted": report.accepted,

@@ -15,7 +15,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from backend.stimuli import attributes, services
-from backend.stimuli.models import ImageSet
+from backend.stimuli.models import Image, ImageSet
 from tests.stimuli.factories import png_bytes, zip_with
 from tests.stimuli.test_image_sources import import_zip, table
 
@@ -151,3 +151,29 @@ def test_the_admin_refuses_a_bad_attributes_csv_on_the_form_and_changes_nothing(
     assert "that are not in pets: &#x27;cats/nope.png&#x27;" in response.content.decode()
     image_set.refresh_from_db()
     assert image_set.description == "" and attribute_rows(image_set) == before
+
+
+def test_a_subset_of_stored_images_keeps_their_names_and_attributes_under_new_labels() -> None:
+    image_set = small_set()
+    ids = dict(image_set.members.values_list("original_name", "image_id"))
+    labels = {ids["dogs/c.png"]: "1_dog", ids["cats/a.png"]: "0_cat"}
+    subset = services.do_create_image_subset(image_set, "pets-two", labels, description="two")
+    rows = list(subset.members.values_list("position", "image_id", "label", "original_name",
+                                           "attributes"))  # fmt: skip
+    assert rows == [
+        (0, ids["cats/a.png"], "0_cat", "cats/a.png", {"background": "grass", "collar": "yes"}),
+        (1, ids["dogs/c.png"], "1_dog", "dogs/c.png", {"background": "grass", "collar": "no"}),
+    ]
+    assert (subset.origin, subset.owner, subset.source) == ("zip", None, "subset of pets")
+    assert Image.objects.count() == 3  # nothing stored again
+
+
+def test_a_subset_with_a_taken_name_or_a_foreign_image_is_refused_and_nothing_is_made() -> None:
+    image_set, other = small_set(), small_set("others")
+    mine = image_set.members.get(original_name="cats/a.png").image_id
+    with pytest.raises(ValidationError, match="an image set named 'others' exists"):
+        services.do_create_image_subset(image_set, "others", {mine: "0"})
+    foreign = services.store_image(png_bytes(9))  # stored, in no set
+    with pytest.raises(ValidationError, match="1 of the images are not in pets"):
+        services.do_create_image_subset(image_set, "pets-two", {mine: "0", foreign.pk: "1"})
+    assert ImageSet.objects.count() == 2 and other.members.count() == 3

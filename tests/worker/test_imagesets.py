@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from worker.pipelines.imagesets import (
     ImportReport,
     content_hash,
     decode_image,
+    demo_attributes,
+    demo_imagenet_classes,
     demo_images,
     scan_folder,
     scan_zip,
@@ -162,3 +165,28 @@ def test_the_demo_set_combines_every_photo_that_ships_offline() -> None:
     assert len(imagenet) == 20 and "imagenet00_bull_mastiff" in imagenet
     assert {"china", "flower"} <= sources  # scikit-learn's two sample photos
     assert len(sources) == 20 + 20 + 2
+
+
+def test_every_demo_image_carries_its_photos_collection_and_its_crop_scale() -> None:
+    per_photo: dict[str, Counter[str]] = {}
+    collections: dict[str, set[str]] = {}
+    for image in demo_images():
+        assert image.attributes == demo_attributes(image.name)
+        per_photo.setdefault(str(image.source), Counter())[image.attributes["crop_scale"]] += 1
+        collections.setdefault(image.attributes["collection"], set()).add(str(image.source))
+    assert all(scales == {"100": 1, "70": 4, "50": 9} for scales in per_photo.values())
+    assert {name: len(photos) for name, photos in collections.items()} == {
+        "skimage": 20, "imagenet": 20, "sklearn": 2,
+    }  # fmt: skip
+    assert "imagenet07_jeep" in collections["imagenet"] and "china" in collections["sklearn"]
+    assert demo_attributes("coffee/coffee_s070_r1c0.png") == {
+        "collection": "skimage", "crop_scale": "70",
+    }  # fmt: skip
+    assert demo_attributes("cats/coffee_s070_r1c0.png") == {}  # not a demo crop's name
+    assert demo_attributes("mine/mine_s070_r1c0.png") == {}  # not a demo photo
+
+
+def test_the_demo_knows_the_imagenet_class_of_each_of_foolboxs_photos() -> None:
+    classes = demo_imagenet_classes()
+    assert len(classes) == 20 and classes["imagenet00_bull_mastiff"] == 243
+    assert classes["imagenet06_jeep"] == classes["imagenet07_jeep"] == 609

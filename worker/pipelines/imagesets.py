@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 __all__ = [
+    "DEMO_CROPS",
     "DEMO_IMAGE_SIZE",
     "BadImage",
     "DecodedImage",
@@ -45,7 +46,9 @@ __all__ = [
     "SkippedFile",
     "content_hash",
     "decode_image",
+    "demo_attributes",
     "demo_images",
+    "demo_imagenet_classes",
     "scan_folder",
     "scan_zip",
     "with_source_rule",
@@ -395,7 +398,7 @@ _SKIMAGE_PHOTOS = (
 )
 _SKLEARN_PHOTOS = ("china", "flower")
 # (scale of the shorter side, grid size): 1 full crop, 2x2 crops at 70%, 3x3 crops at 50%.
-_DEMO_CROPS = ((1.0, 1), (0.7, 2), (0.5, 3))
+DEMO_CROPS = ((1.0, 1), (0.7, 2), (0.5, 3))
 
 
 def demo_photos() -> list[tuple[str, Path | None]]:
@@ -457,7 +460,7 @@ def _demo_source_image(name: str, path: Path | None) -> Image.Image:
 
 def _demo_crops(image: Image.Image) -> Iterator[tuple[str, Image.Image]]:
     width, height = image.size
-    for scale, grid in _DEMO_CROPS:
+    for scale, grid in DEMO_CROPS:
         side = int(round(min(width, height) * scale))
         for row in range(grid):
             for col in range(grid):
@@ -472,13 +475,46 @@ def _demo_crops(image: Image.Image) -> Iterator[tuple[str, Image.Image]]:
 def demo_images(size: int = DEMO_IMAGE_SIZE) -> Iterator[ImageCandidate]:
     """The built-in demo set: crops at three scales of every photo that ships offline
     (:func:`demo_photos`), resized to ``size`` x ``size``, byte-identical per run. Each crop's
-    label and source are its photo, so exemplars can keep one crop per photo."""
+    label and source are its photo, so exemplars can keep one crop per photo; its attributes
+    (:func:`demo_attributes`) are the photo's collection and the crop's scale."""
     for photo, path in demo_photos():
         source = _demo_source_image(photo, path)
         for crop_name, crop in _demo_crops(source):
             resized = crop.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
             buffer = io.BytesIO()
             resized.save(buffer, format="PNG", optimize=False, compress_level=1)
-            yield ImageCandidate(
-                f"{photo}/{photo}_{crop_name}.png", photo, buffer.getvalue(), photo
-            )
+            name = f"{photo}/{photo}_{crop_name}.png"
+            yield ImageCandidate(name, photo, buffer.getvalue(), photo, demo_attributes(name))
+
+
+_DEMO_NAME = re.compile(r"^(?P<photo>[^/]+)/(?P=photo)_s(?P<scale>\d{3})_r\d+c\d+\.png$")
+
+
+def demo_attributes(name: str) -> dict[str, str]:
+    """A demo image's attributes from its name (``coffee/coffee_s070_r0c1.png``): `collection`
+    (the package its photo ships with: ``skimage``, ``imagenet`` for foolbox's ImageNet photos,
+    ``sklearn``) and `crop_scale` (the crop's side in percent of the photo's shorter side: 100,
+    70 or 50). {} for a name the demo set does not make."""
+    match = _DEMO_NAME.match(name)
+    if match is None:
+        return {}
+    photo = match["photo"]
+    if photo in _SKIMAGE_PHOTOS:
+        collection = "skimage"
+    elif photo in _SKLEARN_PHOTOS:
+        collection = "sklearn"
+    elif re.match(r"^imagenet\d{2}_", photo):
+        collection = "imagenet"
+    else:
+        return {}
+    return {"collection": collection, "crop_scale": str(int(match["scale"]))}
+
+
+def demo_imagenet_classes() -> dict[str, int]:
+    """Photo name → ImageNet class index for foolbox's photos of the demo set (the index is in
+    foolbox's file name, ``imagenet_07_609.jpg``)."""
+    return {
+        photo: int(path.stem.split("_")[2])
+        for photo, path in demo_photos()
+        if path is not None and path.stem.startswith("imagenet_")
+    }
