@@ -73,14 +73,19 @@ class ConfoundReportAdmin(
                 "<p>No label or attribute value is over-represented in a band below the top "
                 "(Holm-corrected p &lt; {}).</p>{}", obj.alpha, link,
             )  # fmt: skip
+        # A researcher's attribute names and values may be long: they wrap, the figures do not.
         rows = format_html_join("", "<tr>{}</tr>", (
-            (format_html_join("", "<td>{}</td>", ((cell,) for cell in _candidate_cells(c))),)
+            (format_html_join("", '<td style="{}">{}</td>', (
+                (WRAP if column in (1, 2) else "" if column in (3, 4) else NOWRAP, cell)
+                for column, cell in enumerate(_candidate_cells(c))
+            )),)
             for c in (confounds.candidate_row(t, obj, i + 1) for i, t in enumerate(obj.candidates))
         ))  # fmt: skip
         head = format_html_join("", "<th>{}</th>", ((h,) for h in CANDIDATE_HEADERS))
         return format_html(
-            '<table class="psylens-confounds"><thead><tr>{}</tr></thead><tbody>{}</tbody>'
-            "</table>{}", head, rows, link,
+            '<div style="max-width:100%;overflow-x:auto"><table class="psylens-confounds" '
+            'style="font-size:12px"><thead><tr>{}</tr></thead><tbody>{}</tbody></table></div>{}',
+            head, rows, link,
         )  # fmt: skip
 
     @admin.display(description="bands (most active first in each grid)")
@@ -144,17 +149,19 @@ class ConfoundReportAdmin(
         )
 
 
-CANDIDATE_HEADERS = ["#", "attribute", "value", "band", "quantiles", "against", "in band",
-                     "in the other images", "share in band", "enrichment", "odds ratio",
-                     "p", "Holm p"]  # fmt: skip
+WRAP = "overflow-wrap:anywhere;min-width:6em;padding:6px"
+NOWRAP = "white-space:nowrap;padding:6px"
+CANDIDATE_HEADERS = ["#", "attribute", "value", "band (quantiles)", "against", "in band",
+                     "elsewhere", "share in band", "enrichment", "odds ratio", "p",
+                     "Holm p"]  # fmt: skip
 
 
 def _candidate_cells(c: dict[str, Any]) -> list[str]:
-    other = "the top band" if c["against"] == "top" else "the rest of the set"
+    other = "top band" if c["against"] == "top" else "the rest"
     return [
-        str(c["rank"]), c["attribute"], c["value"], str(c["band"]),
-        f"{c['band_from']:.0%}–{c['band_to']:.0%}", other,
-        f"{c['in_band']} of {c['band_size']}", f"{c['in_other']} of {c['other_size']}",
+        str(c["rank"]), c["attribute"], c["value"],
+        f"{c['band']} ({c['band_from']:.0%}–{c['band_to']:.0%})", other,
+        f"{c['in_band']}/{c['band_size']}", f"{c['in_other']}/{c['other_size']}",
         f"{c['share_in_band']:.0%}", f"{c['enrichment']:.2f}×", f"{c['odds_ratio']:.2f}",
         f"{c['p']:.2g}", f"{c['p_holm']:.2g}",
     ]  # fmt: skip

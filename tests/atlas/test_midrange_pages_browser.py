@@ -44,7 +44,12 @@ def test_the_midrange_pages_work_in_the_browser(
     confounded: dict[str, Any],  # noqa: F811
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    report = stored_report(confounded["train"])  # 28 images: class 0 mostly red, 1 mostly blue
+    train = confounded["train"]  # 28 images: class 0 mostly red, 1 mostly blue
+    for member in train.members.all():  # a long attribute value, as real photos' names are
+        scene = f"{'street' if member.label == '0' else 'beach'}_photograph_of_a_long_named_scene"
+        member.attributes = {**member.attributes, "scene": scene}
+        member.save(update_fields=["attributes"])
+    report = stored_report(train)
     page.set_viewport_size(SCREEN)
     errors = watch_console(page)
     sign_in(page, live_server, superuser, admin_password)
@@ -53,6 +58,11 @@ def test_the_midrange_pages_work_in_the_browser(
     page.wait_for_selector(".psylens-band img")
     page.evaluate("Promise.all(Array.from(document.images).map((i) => i.decode()))")
     assert page.locator(".psylens-band").count() == 3
+    assert report.candidates and page.locator(".psylens-confounds tbody tr").count() == len(
+        report.candidates
+    )
+    holm = page.locator(".psylens-confounds th", has_text="Holm p").bounding_box()
+    assert holm is not None and holm["x"] + holm["width"] <= SCREEN["width"], holm  # not cut off
     looks_right(page, tmp_path, "confound-report")
 
     page.click("#curate-report")
