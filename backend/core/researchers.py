@@ -33,17 +33,17 @@ def codenames() -> set[tuple[str, str]]:
     return names
 
 
-def ensure_researchers_group(**_: Any) -> None:
+def ensure_researchers_group(**signal: Any) -> None:
     """Make the group (once) and set its permissions to exactly `codenames()`: idempotent."""
     from django.apps import apps
     from django.contrib.auth.management import create_permissions
     from django.contrib.auth.models import Group, Permission
-    from django.db.models import Q
 
     for label in VIEW:  # their permissions exist even on this migrate's first run
         create_permissions(apps.get_app_config(label), verbosity=0)
-    wanted = Q(pk__in=[])
-    for app, codename in codenames():
-        wanted |= Q(content_type__app_label=app, codename=codename)
+    wanted = codenames()
+    candidates = Permission.objects.filter(content_type__app_label__in=list(VIEW))
+    chosen = [p for p in candidates.select_related("content_type")
+              if (p.content_type.app_label, p.codename) in wanted]  # fmt: skip
     group, _ = Group.objects.get_or_create(name=GROUP)
-    group.permissions.set(Permission.objects.filter(wanted))
+    group.permissions.set(chosen)
