@@ -24,6 +24,29 @@ describe("ImagePreloader", () => {
     expect(loaded).toEqual([...trialImages(trial(0)), ...trialImages(trial(1))]);
   });
 
+  test("it says how many images are still queued or loading, down to none", async () => {
+    const release: Array<() => void> = [];
+    const told: number[] = [];
+    const preloader = new ImagePreloader(
+      [0, 1].map(trial),
+      1,
+      () => new Promise<void>((resolve) => release.push(resolve)),
+      2,
+      (pending) => told.push(pending),
+    );
+
+    preloader.advanceTo(0);
+    expect(preloader.pending).toBe(10);
+    expect(told).toEqual([10]);
+    for (let i = 0; i < 10; i++) {
+      await vi.waitFor(() => expect(release.length).toBeGreaterThan(0));
+      release.shift()!();
+    }
+    await vi.waitFor(() => expect(preloader.pending).toBe(0));
+    expect(told.at(-1)).toBe(0);
+    expect(told).toEqual([...told].sort((a, b) => b - a)); // only ever down, once advanced
+  });
+
   test("it never has more than `concurrency` images loading at once, nor loads one twice", async () => {
     let active = 0;
     let peak = 0;

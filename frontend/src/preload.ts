@@ -41,13 +41,20 @@ export class ImagePreloader {
    * @param trials the trials in the order they will run
    * @param ahead how many trials ahead of the current one to load (the study's preload_ahead)
    * @param concurrency how many images load at once
+   * @param onPending told how many images are queued or loading whenever that changes
    */
   constructor(
     private readonly trials: Trial[],
     private readonly ahead: number,
     private readonly load: ImageLoader = browserImageLoader(),
     private readonly concurrency = 4,
+    private readonly onPending?: (pending: number) => void,
   ) {}
+
+  /** How many images are queued or loading. */
+  get pending(): number {
+    return this.waiting.length + this.active;
+  }
 
   /** The participant is at `position` (0-based in `trials`): queue it and the next `ahead`. */
   advanceTo(position: number): void {
@@ -61,6 +68,7 @@ export class ImagePreloader {
       }
     }
     this.pump();
+    this.onPending?.(this.pending);
   }
 
   private pump(): void {
@@ -72,6 +80,7 @@ export class ImagePreloader {
         .then(() => {
           this.active -= 1;
           this.pump();
+          this.onPending?.(this.pending);
         });
     }
   }

@@ -393,6 +393,11 @@ export class BlockScores {
   }
 }
 
+/** Marks on <body> how many images the main block's preloader still waits for. */
+function markPreloading(pending: number): void {
+  if (typeof document !== "undefined") document.body.dataset.plPreloading = String(pending);
+}
+
 /**
  * The main trials still to do, with the progress bar, a break every `break_every` trials and
  * between blocks, and the practice blocks in `practiceBefore` (main trial index → node) just
@@ -407,7 +412,15 @@ export function mainBlock(
   const { study, token } = session;
   const total = session.state.n_trials || session.trials.length;
   let done = total - remaining.length;
-  const preloader = new ImagePreloader(remaining, study.preload_ahead, ctx.imageLoader);
+  // The page says how many images are still on their way (`data-pl-preloading` on <body>):
+  // what a participant going offline now can still see is what has arrived.
+  const preloader = new ImagePreloader(
+    remaining,
+    study.preload_ahead,
+    ctx.imageLoader,
+    undefined,
+    markPreloading,
+  );
   const scores = new BlockScores(session);
   const setProgress = () => {
     if (jsPsych.progressBar) jsPsych.progressBar.progress = total > 0 ? done / total : 1;

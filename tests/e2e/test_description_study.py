@@ -159,6 +159,7 @@ def test_description_answers_given_offline_arrive_once_when_the_network_returns(
     answer_described_trials(page, task_list, 0, 2)
     session = Session.objects.get(participant__platform_id=PID)
     wait_for_responses(session, 2)
+    reference.wait_for_preloaded(page)  # the next trials' images are in the cache
     page.context.set_offline(True)
     answer_described_trials(page, task_list, 2, 3)
     time.sleep(1)

@@ -84,6 +84,13 @@ def answer_trials(page: Any, count: int, choice: int = 0) -> list[str]:
     return shown
 
 
+def wait_for_preloaded(page: Any) -> None:
+    """Until the page's preloader has every image it asked for (`data-pl-preloading` on <body>
+    is 0): going offline sooner, a participant could not see the trials whose images are still
+    on their way, by design."""
+    page.wait_for_function("() => document.body.dataset.plPreloading === '0'")
+
+
 def wait_for_responses(session: Session, count: int, seconds: float = 20) -> None:
     deadline = time.monotonic() + seconds
     while Response.objects.filter(session=session).count() < count:
@@ -171,6 +178,7 @@ def test_answers_given_offline_arrive_once_when_the_network_returns(
     answer_trials(page, 2)
     session = Session.objects.get(participant__platform_id=PID)
     wait_for_responses(session, 2)
+    wait_for_preloaded(page)  # the next preload_ahead (3) trials' images are in the cache
     page.context.set_offline(True)
     answer_trials(page, 3)
     time.sleep(1)
